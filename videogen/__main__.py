@@ -1,0 +1,3 @@
+from videogen.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Command-line entry point: ``python -m videogen <command> ...`` (what ``./run.sh`` calls).
+
+Each command lives in ``videogen/commands/<module>.py`` with two functions,
+``add_arguments(parser, command)`` and ``run(args) -> int``. Only the chosen command's module is
+imported, so ``--help`` is quick and one command's heavy imports never slow another.
+Bad input (a :class:`~videogen.errors.UserError`) is printed as one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from videogen.errors import UserError
+
+# command -> (module under videogen.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("data", "make sample data or build a manifest from a folder of videos"),
+    "train": ("train", "train the tokenizer or the COMMIT transformer"),
+    "tokenize": ("tokenize", "encode a dataset once into token shards for transformer training"),
+    "predict": ("infer", "predict the next frames of a clip"),
+    "interpolate": ("infer", "generate the frames between two images"),
+    "inpaint": ("infer", "fill a box in a clip"),
+    "outpaint": ("infer", "extend a clip beyond a central region"),
+    "generate": ("infer", "generate an image or a clip (optionally of a class)"),
+    "eval": ("evaluate", "evaluate a tokenizer or a transformer on a manifest"),
+    "bench": ("bench", "run a benchmark and print its table"),
+    "demo": ("demo", "from nothing to results: data, models, predictions and a report"),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: run.sh <command> [options]   (run.sh <command> --help for details)", "", "commands:"]
+    lines += [f"  {'setup'.ljust(width)}  create .venv and install videogen (done automatically)"]
+    lines += [f"  {'test'.ljust(width)}  run the test suite (pytest arguments pass through)"]
+    lines += [f"  {name.ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    command = argv[0]
+    if command not in COMMANDS:
+        print(f"error: unknown command '{command}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"videogen.commands.{COMMANDS[command][0]}")
+    parser = argparse.ArgumentParser(prog=f"run.sh {command}", description=COMMANDS[command][1])
+    module.add_arguments(parser, command)
+    args = parser.parse_args(argv[1:])
+    args.command = command
+    try:
+        return int(module.run(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""One module per ``run.sh`` command group (see ``videogen/cli.py``)."""

@@ -1,0 +1,244 @@
+"""Configs: dataclasses <- YAML <- dotted command-line overrides.
+
+Every config in videogen is a (nested) dataclass. A run's config is built in three layers:
+
+1. the dataclass defaults,
+2. a YAML file (and, for sections that define ``PRESETS``, a named ``preset:`` expanded first),
+3. dotted overrides from the command line, e.g. ``data.num_frames=9 model.preset=S``.
+
+Values are type-checked against the dataclass annotations while loading, unknown keys are rejected
+with the closest known name, and each dataclass may define ``validate()`` for range checks. The
+resolved config is written into every run directory with :func:`save_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from videogen.errors import UserError
+
+T = TypeVar("T")
+
+
+class ConfigError(UserError, ValueError):
+    """A config key or value is wrong; the message names the key, the value and what is allowed."""
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against annotation ``tp`` and convert where lossless (int -> float, list -> tuple)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key '{key}' = {value!r} does not match {_type_name(tp)}")
+    if origin is typing.Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"config key '{key}' = {value!r} is not one of {allowed}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        elif origin is tuple and args:
+            if len(args) != len(value):
+                raise ConfigError(f"config key '{key}' needs {len(args)} items, got {value!r}")
+            items = [_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            elem = args[0] if args else Any
+            items = [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' = {value!r} must be true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{key}' = {value!r} must be an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}' = {value!r} must be a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}' = {value!r} must be a string")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"config key '{key}' = {value!r} must be {_type_name(tp)}")
+
+
+def _unknown_key(cls: type, key: str, prefix: str) -> ConfigError:
+    known = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+
+
+def _expand_preset(cls: type, data: dict, prefix: str) -> dict:
+    """If ``cls`` has ``PRESETS`` and ``data`` names one, return the preset values overlaid by ``data``."""
+    presets = getattr(cls, "PRESETS", None)
+    name = data.get("preset")
+    if presets is None or name is None:
+        return data
+    if name not in presets:
+        raise ConfigError(
+            f"config key '{prefix}preset' = {name!r} is not a known preset; choose from {', '.join(presets)}"
+        )
+    merged = dict(presets[name])
+    merged.update(data)
+    return merged
+
+
+def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a plain mapping, checking every key and value."""
+    data = _expand_preset(cls, dict(data or {}), prefix)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown_key(cls, key, prefix)
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ConfigError as e:  # name the key with its full dotted path
+            msg = str(e)
+            if prefix and msg.startswith("config key '") and not msg.startswith(f"config key '{prefix}"):
+                msg = msg.replace("config key '", f"config key '{prefix}", 1)
+            raise ConfigError(msg) from None
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) -> plain dicts/lists of YAML-safe values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'a.b=3'`` -> (['a', 'b'], 3). The value is parsed as YAML (so ``[1,2]``, ``true``, ``1e-4`` work)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
+    """Return a copy of ``data`` with each dotted override set (intermediate mappings are created)."""
+    result = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> T:
+    """Defaults <- YAML file (optional) <- dotted overrides, checked into dataclass ``cls``."""
+    data = read_yaml(path) if path is not None else {}
+    return from_dict(cls, apply_overrides(data, overrides))
+
+
+def save_config(obj: Any, path: str | Path) -> None:
+    """Write a (resolved) dataclass config as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+def check(condition: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise ``ConfigError`` naming ``key``, ``value`` and what is allowed unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(f"config key '{key}' = {value!r} is invalid; {allowed}")
