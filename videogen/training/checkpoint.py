@@ -1,0 +1,217 @@
+"""Atomic, resumable training checkpoints.
+
+Layout of ``<run>/checkpoints/``::
+
+    latest                      text: the name of the newest complete checkpoint
+    step_00001000/
+      meta.json                 step, engines, world size (written last: marks the folder complete)
+      <engine>/                 DeepSpeed save_checkpoint (weights, optimizer, LR scheduler, step)
+      ema_<engine>.safetensors  fp32 EMA weights
+      client_state.pt           loop state: registered objects (LeCam, data position), guard counters
+      rng/rank_00000.pt         python / numpy / torch RNG of each rank
+    .tmp-step_00001500/         a save in progress (never the latest; removed by the next save)
+
+A save writes everything into ``.tmp-step_N``, then renames it to ``step_N`` and only then replaces
+``latest`` (itself through a rename), so a crash at any point leaves ``latest`` on the previous
+complete checkpoint. Every rank must call :meth:`CheckpointManager.save` / ``load`` (DeepSpeed
+writes per-rank optimizer shards); the run directory must be on a filesystem all ranks share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from videogen.errors import UserError
+from videogen.training.distributed import DistInfo, barrier
+from videogen.training.ema import EMA
+from videogen.training.guard import TrainingDivergedError, all_finite
+from videogen.training.rng import load_rng_state, save_rng_state
+
+META_FILE = "meta.json"
+LATEST_FILE = "latest"
+CLIENT_FILE = "client_state.pt"
+TMP_PREFIX = ".tmp-"
+_NAME = re.compile(r"^step_(\d+)$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def is_complete(path: Path) -> bool:
+    return (path / META_FILE).is_file()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    return json.loads((path / META_FILE).read_text())
+
+
+class CheckpointManager:
+    """Save / find / load checkpoints under ``root`` keeping the newest ``keep_last`` (0 = all)."""
+
+    def __init__(self, root: str | Path, keep_last: int, dist: DistInfo):
+        self.root = Path(root)
+        self.keep_last = keep_last
+        self.dist = dist
+
+    # ------------------------------------------------------------------ finding
+
+    def complete(self) -> list[tuple[int, Path]]:
+        """Complete checkpoints as ``(step, path)``, oldest first."""
+        found = []
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                match = _NAME.match(path.name)
+                if match and path.is_dir() and is_complete(path):
+                    found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def latest(self) -> Path | None:
+        """The checkpoint ``latest`` names if it is complete, else the newest complete one, else None."""
+        pointer = self.root / LATEST_FILE
+        if pointer.is_file():
+            path = self.root / pointer.read_text().strip()
+            if path.is_dir() and is_complete(path):
+                return path
+        complete = self.complete()
+        return complete[-1][1] if complete else None
+
+    def resolve(self, resume: str) -> Path | None:
+        """``"auto"`` -> :meth:`latest` (None when there is none); ``"never"`` -> None; else a path."""
+        if resume == "never":
+            return None
+        if resume == "auto":
+            return self.latest()
+        path = Path(resume)
+        if path.is_dir() and is_complete(path):
+            return path
+        if path.is_dir() and (path / LATEST_FILE).is_file():  # a checkpoints/ folder
+            found = CheckpointManager(path, 0, self.dist).latest()
+            if found is not None:
+                return found
+        raise UserError(
+            f"resume checkpoint '{resume}' is not a complete videogen checkpoint (no {META_FILE}); "
+            "give a step_* folder, a checkpoints/ folder, 'auto' or 'never'"
+        )
+
+    # ------------------------------------------------------------------ saving
+
+    def save(
+        self,
+        step: int,
+        engines: dict[str, Any],
+        emas: dict[str, EMA],
+        client_state: dict[str, Any],
+    ) -> Path:
+        """Write checkpoint ``step`` atomically (every rank calls this). Returns its folder.
+
+        Refuses (``TrainingDivergedError``) when any weight is non-finite, so a diverged run never
+        leaves a poisoned checkpoint behind.
+        """
+        final = self.root / checkpoint_name(step)
+        if is_complete(final):  # e.g. a stop signal right after a periodic save
+            return final
+        tensors = [p for engine in engines.values() for p in engine.module.parameters()]
+        tensors += [t for ema in emas.values() for t in ema.state_dict().values()]
+        if not all_finite(tensors, self.dist.device):
+            raise TrainingDivergedError(
+                f"refusing to write checkpoint {final}: some weights are not finite; "
+                f"the newest good checkpoint is {self.latest()}"
+            )
+        tmp = self.root / (TMP_PREFIX + final.name)
+        if self.dist.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "rng").mkdir(parents=True)
+        barrier()
+        for name, engine in engines.items():
+            engine.save_checkpoint(str(tmp), tag=name, save_latest=False)
+        save_rng_state(tmp / "rng" / f"rank_{self.dist.rank:05d}.pt")
+        if self.dist.is_main:
+            for name, ema in emas.items():
+                ema.save(tmp / f"ema_{name}.safetensors")
+            torch.save(client_state, tmp / CLIENT_FILE)
+        barrier()
+        if self.dist.is_main:
+            meta = {
+                "step": step,
+                "engines": sorted(engines),
+                "emas": sorted(emas),
+                "world_size": self.dist.world_size,
+                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            _write_atomic(tmp / META_FILE, json.dumps(meta, indent=2) + "\n")
+            os.replace(tmp, final)
+            _fsync_dir(self.root)
+            _write_atomic(self.root / LATEST_FILE, final.name + "\n")
+            self._prune(keep=final)
+        barrier()
+        return final
+
+    def _prune(self, keep: Path) -> None:
+        for path in self.root.glob(TMP_PREFIX + "*"):
+            shutil.rmtree(path, ignore_errors=True)
+        if self.keep_last <= 0:
+            return
+        complete = [path for _, path in self.complete()]
+        for path in complete[: max(0, len(complete) - self.keep_last)]:
+            if path != keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, path: Path, engines: dict[str, Any], emas: dict[str, EMA]) -> dict[str, Any]:
+        """Restore engines (weights, optimizer, scheduler, step), EMAs and this rank's RNG.
+
+        Returns the client state written by :meth:`save`.
+        """
+        meta = read_meta(path)
+        missing = [name for name in engines if name not in meta["engines"]]
+        missing += [f"ema_{name}" for name in emas if name not in meta.get("emas", [])]
+        if missing:
+            raise UserError(
+                f"checkpoint '{path}' lacks {', '.join(missing)}; was it written by another trainer?"
+            )
+        for name, engine in engines.items():
+            loaded, _ = engine.load_checkpoint(
+                str(path), tag=name, load_optimizer_states=True, load_lr_scheduler_states=True
+            )
+            if loaded is None:
+                raise UserError(f"DeepSpeed could not load '{path / name}'")
+        for name, ema in emas.items():
+            ema.load(path / f"ema_{name}.safetensors")
+        rng_file = path / "rng" / f"rank_{self.dist.rank:05d}.pt"
+        if rng_file.is_file():  # absent when the world size grew: the caller reseeds
+            load_rng_state(rng_file)
+        client = torch.load(path / CLIENT_FILE, map_location="cpu", weights_only=True)
+        client["restored_rng"] = rng_file.is_file()
+        return client

@@ -1,0 +1,150 @@
+"""Process-group setup for one CPU process up to many GPUs on many nodes, and small collectives.
+
+A single process needs no launcher: the rendezvous variables DeepSpeed expects (``RANK``,
+``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) are filled in when no launcher set
+them (DeepSpeed would otherwise look for MPI). Several processes come from the ``deepspeed``
+launcher or ``torchrun``, which set them. The backend is NCCL on GPU and gloo on CPU
+(``DS_ACCELERATOR=cpu``). :func:`teardown_distributed` barriers and destroys the group: two-rank runs
+otherwise abort at interpreter exit now and then.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: global ``rank`` of ``world_size``, ``local_rank`` on its node, its device."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    backend: str
+    filled_env: tuple[str, ...] = ()  # launcher variables we set ourselves (removed again at teardown)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on this host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fill_single_process_env() -> tuple[str, ...]:
+    """Set the rendezvous variables for a launcher-less single process; return the names set."""
+    if "RANK" in os.environ or "WORLD_SIZE" in os.environ:
+        os.environ.setdefault("LOCAL_RANK", os.environ.get("RANK", "0"))
+        return ()
+    defaults = {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    filled = tuple(name for name in LAUNCHER_VARS if name not in os.environ)
+    for name in filled:
+        os.environ[name] = defaults[name]
+    return filled
+
+
+def use_cuda() -> bool:
+    """GPU training unless CUDA is missing or DeepSpeed was told to use its CPU accelerator."""
+    return torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu"
+
+
+def setup_distributed() -> DistInfo:
+    """Join (or create) the process group and pick this rank's device. Idempotent within a process."""
+    cuda = use_cuda()
+    if not cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before DeepSpeed resolves its accelerator
+    filled = _fill_single_process_env()
+    backend = "nccl" if cuda else "gloo"
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    import deepspeed  # slow import: only when a run starts
+
+    # creates the group, or only DeepSpeed's handle when torch.distributed is already initialized
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False)
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    return DistInfo(rank, local_rank, world_size, device, backend, filled)
+
+
+def teardown_distributed(info: DistInfo | None = None) -> None:
+    """Barrier, destroy the process group, and remove the launcher variables we filled in.
+
+    Through DeepSpeed's ``destroy_process_group`` when DeepSpeed is in use: it also drops its cached
+    groups, so a later run in the same process (tests, notebooks) starts clean.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        try:
+            torch_dist.barrier()
+        finally:
+            ds_comm = sys.modules.get("deepspeed.comm")
+            if ds_comm is not None and ds_comm.is_initialized():
+                ds_comm.destroy_process_group()
+            else:
+                torch_dist.destroy_process_group()
+    for name in info.filled_env if info is not None else ():
+        os.environ.pop(name, None)
+
+
+@contextmanager
+def distributed_session() -> Iterator[DistInfo]:
+    """``with distributed_session() as dist:`` -- setup, then a clean teardown however the block ends."""
+    info = setup_distributed()
+    try:
+        yield info
+    finally:
+        teardown_distributed(info)
+
+
+# ----------------------------------------------------------------------------- collectives
+
+
+def world_size() -> int:
+    return torch_dist.get_world_size() if torch_dist.is_available() and torch_dist.is_initialized() else 1
+
+
+def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """In-place all-reduce (``"sum" | "max" | "min"``) across ranks; a no-op in a single process."""
+    if world_size() > 1:
+        ops = {"sum": torch_dist.ReduceOp.SUM, "max": torch_dist.ReduceOp.MAX, "min": torch_dist.ReduceOp.MIN}
+        torch_dist.all_reduce(tensor, op=ops[op])
+    return tensor
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on at least one (a collective: every rank must call it)."""
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    return bool(all_reduce_(value, "max").item() > 0)
+
+
+def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """Overwrite ``tensors`` on every rank with rank ``src``'s values (a no-op in a single process)."""
+    if world_size() > 1:
+        for tensor in tensors:
+            torch_dist.broadcast(tensor, src)
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        torch_dist.barrier()
