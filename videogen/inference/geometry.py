@@ -1,0 +1,95 @@
+"""The clip the models work on: frames per window, frame size and frame rate.
+
+The transformer's config holds only the *largest* latent grid it accepts; what it was trained on
+(and so what inference should feed it) comes, in order of precedence, from
+
+1. explicit values (``num_frames``, ``resolution``, ``fps`` arguments / CLI flags);
+2. the training run's resolved config, ``<run>/config.yaml`` next to the export folder
+   ``<run>/export/`` (its ``data.num_frames``, ``data.resolution``, ``data.target_fps``);
+3. the transformer's largest grid: ``1 + t * (max_frames - 1)`` frames of
+   ``(max_height * s) x (max_width * s)`` pixels (t, s: the tokenizer's temporal and spatial factors),
+   frame rate unknown (inputs keep theirs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from videogen.errors import UserError
+
+RUN_CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """One model window: ``num_frames`` (1 + t*k) frames of ``height x width`` pixels at ``fps`` (None = unknown)."""
+
+    num_frames: int
+    height: int
+    width: int
+    fps: float | None
+    source: str  # where the values came from, for messages
+
+    def describe(self) -> str:
+        rate = f" at {self.fps:g} fps" if self.fps else ""
+        return f"{self.num_frames} frames of {self.height}x{self.width}{rate} ({self.source})"
+
+
+def read_run_data_config(export_dir: str | Path | None) -> dict[str, Any]:
+    """``data`` section of ``<export_dir>/../config.yaml`` (the training run's config), or ``{}``."""
+    if export_dir is None:
+        return {}
+    path = Path(export_dir).resolve().parent / RUN_CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, OSError):
+        return {}
+    section = data.get("data") if isinstance(data, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def resolve_geometry(
+    temporal_factor: int,
+    spatial_factor: int,
+    max_grid: tuple[int, int, int],
+    export_dir: str | Path | None = None,
+    num_frames: int | None = None,
+    resolution: int | tuple[int, int] | None = None,
+    fps: float | None = None,
+) -> Geometry:
+    """The window the pipeline uses; checks that it tokenizes to a grid the transformer accepts."""
+    max_t, max_h, max_w = max_grid
+    run = read_run_data_config(export_dir)
+    source = "given" if num_frames is not None or resolution is not None else "transformer's largest grid"
+    if num_frames is None and isinstance(run.get("num_frames"), int):
+        num_frames, source = run["num_frames"], "training run config"
+    if resolution is None and isinstance(run.get("resolution"), int):
+        resolution, source = run["resolution"], "training run config"
+    if fps is None and isinstance(run.get("target_fps"), (int, float)):
+        fps = float(run["target_fps"])
+    if num_frames is None:
+        num_frames = 1 + temporal_factor * (max_t - 1)
+    if resolution is None:
+        resolution = (max_h * spatial_factor, max_w * spatial_factor)
+    height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    if num_frames < 1 or (num_frames - 1) % temporal_factor:
+        raise UserError(
+            f"window of {num_frames} frames does not suit the tokenizer: use 1 + {temporal_factor}*k frames"
+        )
+    if height % spatial_factor or width % spatial_factor or min(height, width) < spatial_factor:
+        raise UserError(
+            f"frame size {height}x{width} is not a multiple of the tokenizer's spatial factor {spatial_factor}"
+        )
+    grid = (1 + (num_frames - 1) // temporal_factor, height // spatial_factor, width // spatial_factor)
+    if grid[0] > max_t or grid[1] > max_h or grid[2] > max_w:
+        raise UserError(
+            f"{num_frames} frames of {height}x{width} give a {grid[0]}x{grid[1]}x{grid[2]} token grid, larger "
+            f"than the transformer's maximum {max_t}x{max_h}x{max_w}; use fewer frames or a smaller size"
+        )
+    return Geometry(num_frames, height, width, fps if fps and fps > 0 else None, source)

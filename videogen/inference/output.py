@@ -1,0 +1,76 @@
+"""Write a result file atomically, its format taken from the suffix (``.mp4``, ``.gif``, ``.png``, ``.jpg``).
+
+The file is written under a temporary name in the same folder and renamed over the target only when
+complete, so a failure (bad frames, a full disk, Ctrl-C) never leaves half a file and never clobbers
+an existing finished output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from videogen.errors import UserError
+from videogen.video_io import write_image, write_video
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEFAULT_FPS = 8.0
+
+
+def check_output_path(path: str | Path, num_frames: int | None = None) -> Path:
+    """Raise :class:`UserError` unless ``path`` has a suffix we can write (and an image holds 1 frame)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
+        raise UserError(
+            f"output '{path}': unknown suffix {suffix or '(none)'}; use "
+            f"{', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)}"
+        )
+    if suffix in IMAGE_SUFFIXES and num_frames is not None and num_frames != 1:
+        raise UserError(
+            f"output '{path}' is an image but the result has {num_frames} frames; use .mp4 or .gif"
+        )
+    if path.exists() and path.is_dir():
+        raise UserError(f"output '{path}' is a folder; give a file name")
+    return path
+
+
+def sibling_path(path: str | Path, tag: str) -> Path:
+    """``pred.mp4`` + ``"sbs"`` -> ``pred.sbs.mp4`` (same folder and suffix)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
+
+
+def write_output(path: str | Path, frames: np.ndarray, fps: float | None = None) -> Path:
+    """Write uint8 ``(T, H, W, 3)`` frames: a video for ``.mp4``/``.gif`` (at ``fps``, default 8), the single
+    frame for an image suffix. Atomic: temp file, then rename."""
+    path = check_output_path(path, len(frames))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            write_image(tmp, frames[0])
+        else:
+            write_video(tmp, frames, fps or DEFAULT_FPS)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write ``data`` as indented JSON, atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
