@@ -128,6 +128,8 @@ def _expand_preset(cls: type, data: dict, prefix: str) -> dict:
         )
     merged = dict(presets[name])
     merged.update(data)
+    if "preset" not in {f.name for f in dataclasses.fields(cls)}:
+        merged.pop("preset")  # the name is kept only where the dataclass records it
     return merged
 
 

@@ -1,0 +1,168 @@
+"""``build_loader``: the DataLoader (and its resumable sampler) for a ``DataConfig`` split.
+
+Workers are forked, not persistent (a fresh fork per epoch sees the epoch set on the dataset), and
+get a ``timeout`` so a hung native decoder fails the run instead of stalling it. Each iteration of
+the loader is one epoch (or the rest of one, after a resume); the sampler's ``state_dict()`` always
+counts the batches the caller has received, not the ones workers fetched ahead.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from videogen.data.config import DEFAULT_SAMPLE_DIR, DataConfig
+from videogen.data.failures import DataError
+from videogen.data.image_dataset import ImageDataset
+from videogen.data.manifest_builder import load_manifest
+from videogen.data.mixture import JointBatchSampler, JointDataset
+from videogen.data.samplers import EpochBatchSampler, ResumableSampler
+from videogen.data.video_dataset import VideoClipDataset
+
+if TYPE_CHECKING:
+    from videogen.data.sample_data import SampleParams
+
+
+def _worker_init(worker_id: int) -> None:
+    # The main process turns SIGINT/SIGTERM into checkpoint-then-stop; workers must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)  # one process per core already; intra-op threads would oversubscribe
+
+
+class EpochDataLoader(DataLoader):
+    """A DataLoader over an :class:`EpochBatchSampler` that keeps the sampler's state = batches consumed.
+
+    ``iter(loader)`` yields the rest of the current epoch; the epoch is set on the dataset (its
+    random draws depend on it; ``dataset.set_epoch(epoch)`` if it has one) before workers are forked.
+    """
+
+    batch_sampler: EpochBatchSampler
+
+    def __iter__(self) -> Iterator[dict]:
+        sampler = self.batch_sampler
+        if sampler.position >= len(sampler):
+            sampler.set_state(sampler.epoch + 1, 0)
+        epoch, consumed = sampler.epoch, sampler.position
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        for batch in super().__iter__():
+            consumed += 1
+            sampler.set_state(epoch, consumed)
+            yield batch
+        sampler.set_state(epoch + 1, 0)
+
+
+def _video_dataset(cfg: DataConfig, source: str, split: str, train: bool, seed: int) -> VideoClipDataset:
+    manifest = load_manifest(source, "video", cfg.probe_workers, cfg.backend).for_split(split)
+    return VideoClipDataset(
+        manifest,
+        num_frames=cfg.num_frames,
+        resolution=cfg.resolution,
+        frame_stride=cfg.frame_stride,
+        target_fps=cfg.target_fps,
+        train=train,
+        backend=cfg.backend,
+        too_short=cfg.too_short,
+        random_flip=cfg.random_flip,
+        seed=seed,
+        max_attempts=cfg.max_attempts,
+    )
+
+
+def _image_dataset(cfg: DataConfig, split: str, train: bool, seed: int) -> ImageDataset:
+    manifest = load_manifest(cfg.image_data, "image", cfg.probe_workers).for_split(split)
+    return ImageDataset(
+        manifest,
+        resolution=cfg.resolution,
+        train=train,
+        random_flip=cfg.random_flip,
+        seed=seed,
+        max_attempts=cfg.max_attempts,
+    )
+
+
+def _check_batches(
+    sampler: ResumableSampler, dataset: Dataset, what: str, batch_size: int, world_size: int
+) -> None:
+    if len(sampler) == 0:
+        raise DataError(
+            f"{what} has {len(dataset)} usable samples, fewer than one global batch of "
+            f"{batch_size * world_size} ({batch_size} per process x {world_size} processes); "
+            "add data or lower the batch size"
+        )
+
+
+def build_loader(
+    cfg: DataConfig,
+    split: str = "train",
+    batch_size: int = 8,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+) -> tuple[EpochDataLoader, EpochBatchSampler]:
+    """The loader and sampler of ``split`` (``"train"``: ``cfg.train`` (+ images); ``"val"``: ``cfg.val``).
+
+    Batches are dicts: ``video`` float32 ``(B, 3, T, H, W)`` in [-1, 1] (``T = 1`` in image batches),
+    ``label``, ``index``, ``num_failed`` int64 ``(B,)``. Training batches are shuffled and full;
+    validation batches are in order, centered, and cover every clip (the last batch may be
+    smaller and, with several ranks, padded with clips from the start). Save
+    ``sampler.state_dict()`` in checkpoints and ``load_state_dict`` it before iterating to resume.
+    Raises :class:`DataError` when the split has no full batch.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    train = split == "train"
+    if not train and not cfg.val:
+        raise DataError("data.val is not set; give a validation manifest or folder")
+    source = cfg.train if train else cfg.val
+    sampler_kwargs = dict(seed=seed, rank=rank, world_size=world_size, shuffle=train, drop_last=train)
+    dataset: Dataset
+    if train and cfg.image_ratio >= 1.0:
+        dataset = _image_dataset(cfg, split, train, seed)
+        sampler = ResumableSampler(len(dataset), batch_size, **sampler_kwargs)
+        _check_batches(sampler, dataset, f"image data '{cfg.image_data}'", batch_size, world_size)
+    else:
+        videos = _video_dataset(cfg, source, split, train, seed)
+        sampler = ResumableSampler(len(videos), batch_size, **sampler_kwargs)
+        _check_batches(sampler, videos, f"data '{source}'", batch_size, world_size)
+        dataset = videos
+        if train and cfg.image_ratio > 0:
+            images = _image_dataset(cfg, split, train, seed)
+            image_sampler = ResumableSampler(len(images), batch_size, **sampler_kwargs)
+            _check_batches(image_sampler, images, f"image data '{cfg.image_data}'", batch_size, world_size)
+            dataset = JointDataset(videos, images)
+            sampler = JointBatchSampler(sampler, image_sampler, cfg.image_ratio, len(videos), seed)
+    workers = cfg.num_workers
+    loader = EpochDataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        multiprocessing_context="fork" if workers > 0 else None,
+        persistent_workers=False,
+        prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
+        timeout=cfg.timeout_s if workers > 0 else 0,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        pin_memory=torch.cuda.is_available(),
+    )
+    return loader, sampler
+
+
+def prepare_data(cfg: DataConfig, params: SampleParams | None = None) -> None:
+    """Generate the sample data (with ``params``) if ``cfg`` points into ``data/sample`` and it is missing.
+
+    Safe to call from every rank at once (the folder appears atomically). Other paths are left alone.
+    """
+    from videogen.data.sample_data import ensure_sample_data
+
+    sample_root = Path(DEFAULT_SAMPLE_DIR).resolve()
+    for path in (cfg.train, cfg.val, cfg.image_data):
+        if path and not Path(path).exists() and Path(path).resolve().parent == sample_root:
+            ensure_sample_data(sample_root, params)
+            return
