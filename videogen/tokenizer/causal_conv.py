@@ -1,0 +1,104 @@
+"""Causal 3D convolution: zero padding of k_t - 1 frames in front (none behind), k//2 around in space.
+
+With this padding, output frame i of a conv with temporal stride s sees input frames
+i*s - (k_t - 1) .. i*s: frame 0 of the output depends on input frame 0 alone, for strided convs too.
+Never pad extra frames in front of a clip (see ``tests/test_causal_conv.py`` for the bug that causes).
+
+Chunked processing (long videos, bounded memory) uses an explicit cache, in the style of the
+``conv_cache`` of diffusers' CogVideoX VAE: a plain dict, created empty by the caller and passed to every
+call for one stream. Each causal module keeps its own state under its own key (the module itself):
+a conv keeps the input frames it has not yet consumed (the k_t - 1 frames before the next output's
+window, or k_t - s frames for strided convs), so feeding a clip in consecutive chunks gives the same
+output frames as one pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+# State of one stream for chunked processing: module -> whatever that module carries between chunks.
+CausalCache = dict[nn.Module, Any]
+
+
+def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    return (value, value, value) if isinstance(value, int) else tuple(value)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True when ``x`` is laid out ``channels_last_3d`` (and not also plain contiguous)."""
+    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+
+
+def pad_front(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(B, C, T, H, W)`` -> ``(B, C, frames + T, H, W)`` with zero frames in front, same memory format.
+
+    One write of the result (``F.pad`` fills all of it with zeros, then copies, and its backward clones);
+    the backward is a view.
+    """
+    b, c, _, h, w = x.shape
+    fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
+    zeros = torch.empty((b, c, frames, h, w), dtype=x.dtype, device=x.device, memory_format=fmt).zero_()
+    return torch.cat([zeros, x], dim=2)
+
+
+class CausalConv3d(nn.Conv3d):
+    """``nn.Conv3d`` with causal temporal padding; input and output ``(B, C, T, H, W)``.
+
+    Output frames: ``(T + k_t - 1 - k_t) // s_t + 1`` = ``(T - 1) // s_t + 1``; spatial sizes as a
+    ``"same"``-padded conv with the given spatial stride. The weight layout is that of ``nn.Conv3d``
+    (``(C_out, C_in, k_t, k_h, k_w)``), so state dicts and 2D->3D inflation address ``.weight`` directly.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+        bias: bool = False,
+    ) -> None:
+        kernel = _triple(kernel_size)
+        if kernel[1] % 2 == 0 or kernel[2] % 2 == 0:
+            raise ValueError(f"spatial kernel sizes must be odd, got {kernel}")
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel,
+            stride=_triple(stride),
+            padding=(0, kernel[1] // 2, kernel[2] // 2),  # space: symmetric, done by the conv itself
+            bias=bias,
+        )
+        self.time_pad = kernel[0] - 1
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        """``x (B, C_in, T, H, W)`` -> ``(B, C_out, T_out, H_out, W_out)``.
+
+        Without ``cache`` the clip is complete (zeros in front). With ``cache`` (a dict shared by all
+        modules of one stream) ``x`` is the next chunk: the frames kept from earlier chunks go in front,
+        and the frames this chunk leaves unconsumed are kept for the next one. A chunk too short to
+        complete an output window returns zero output frames.
+        """
+        if cache is None:
+            if self.time_pad:  # only the temporal front padding is a copy; space is padded by the conv
+                x = pad_front(x, self.time_pad)
+            return self._conv_forward(x, self.weight, self.bias)
+
+        previous = cache.get(self)
+        if previous is None:
+            x = pad_front(x, self.time_pad) if self.time_pad else x
+        elif previous.shape[2]:
+            x = torch.cat([previous, x], dim=2)
+        kernel_t, stride_t = self.kernel_size[0], self.stride[0]
+        num_out = (x.shape[2] - kernel_t) // stride_t + 1 if x.shape[2] >= kernel_t else 0
+        # keep the unconsumed tail (a copy, so the chunk's buffer can be freed)
+        cache[self] = x[:, :, num_out * stride_t :].clone()
+        if num_out == 0:
+            b, _, _, h, w = x.shape
+            h_out = (h + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+            w_out = (w + 2 * self.padding[2] - self.kernel_size[2]) // self.stride[2] + 1
+            return x.new_zeros(b, self.out_channels, 0, h_out, w_out)
+        x = x[:, :, : (num_out - 1) * stride_t + kernel_t]
+        return self._conv_forward(x, self.weight, self.bias)

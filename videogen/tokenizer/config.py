@@ -1,0 +1,198 @@
+"""Tokenizer configs: :class:`LFQConfig` (the quantizer) nested in :class:`TokenizerConfig` (the model).
+
+Presets (``TokenizerConfig.PRESETS``, or ``VideoTokenizer.from_preset(name, **overrides)``):
+
+| preset | base | multipliers   | blocks/level | time down | bits | 17x128x128 -> | params |
+|--------|------|---------------|--------------|-----------|------|---------------|--------|
+| tiny   | 32   | (1, 2, 2)     | 1            | (T, T)    | 10   | 5x32x32 (/4)  | 3.4M   |
+| S      | 64   | (1, 2, 2, 4)  | 2            | (F, T, T) | 18   | 5x16x16 (/8)  | 56.4M  |
+| B      | 128  | (1, 2, 2, 4)  | 4            | (F, T, T) | 18   | 5x16x16 (/8)  | 370.5M |
+| L      | 128  | (1, 2, 2, 4)  | 6            | (F, T, T) | 18   | 5x16x16 (/8)  | 515.7M |
+
+Mid blocks = blocks per level. ``tiny`` is meant for CPU (GroupNorm with 8 groups, 1 block per
+level, spatial /4 so a small frame still gives a useful grid): at 64x64 a 17-frame clip gives
+5x16x16 = 1280 tokens of 10 bits (1024 codes, so a small CPU run can use its whole codebook), at 32x32
+5x8x8 = 320 tokens. ``B`` is the Open-MAGVIT2 reference video net (about 370M parameters there too);
+``L`` is B with 6 residual blocks per level and in the middle (same token grid, 17x128x128 -> 5x16x16).
+
+An *image* tokenizer is a config with ``temporal_kernel_size=1`` and no temporal downsampling
+(``image_config(video_config)`` builds it); ``inflate.py`` turns its weights into a video model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from videogen.config import ConfigError, check
+
+
+@dataclass
+class LFQConfig:
+    """Lookup-free quantizer: ``bits`` sign bits per latent position, 2**bits codes.
+
+    Loss = commitment_weight * mean((z - sg(q))^2)
+         + entropy_weight(step) * (mean per-sample entropy - codebook_entropy_gamma * codebook entropy).
+
+    Annealing convention: the entropy weight is ``entropy_anneal_start * entropy_weight`` at step 0 and
+    falls linearly to ``entropy_weight`` at ``entropy_anneal_steps`` (paper: 0.3 -> 0.1 over 2k steps),
+    constant after. ``entropy_anneal_start=1`` disables annealing; ``step=None`` uses ``entropy_weight``.
+    """
+
+    bits: int = 18
+    temperature: float = 0.01  # tau in p(c) = softmax(2<z, c> / tau)
+    commitment_weight: float = 0.25
+    entropy_weight: float = 0.1
+    codebook_entropy_gamma: float = 1.0
+    entropy_anneal_start: float = 3.0  # multiplier of entropy_weight at step 0
+    entropy_anneal_steps: int = 2000
+    # what keeps z at O(1) before the sign: "group_norm" (per frame, no affine), "soft_clamp"
+    # (v * tanh(z / v)) or "none"
+    normalization: str = "group_norm"
+    norm_groups: int = 1  # groups of the "group_norm" normalization (must divide bits)
+    soft_clamp_value: float = 10.0
+
+    def validate(self) -> None:
+        check(1 <= self.bits <= 30, "bits", self.bits, "use 1..30 bits (2**bits codes fit in int64 math)")
+        check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
+        check(self.commitment_weight >= 0, "commitment_weight", self.commitment_weight, "must be >= 0")
+        check(self.entropy_weight >= 0, "entropy_weight", self.entropy_weight, "must be >= 0")
+        check(
+            self.entropy_anneal_start >= 0, "entropy_anneal_start", self.entropy_anneal_start, "must be >= 0"
+        )
+        check(
+            self.entropy_anneal_steps >= 0, "entropy_anneal_steps", self.entropy_anneal_steps, "must be >= 0"
+        )
+        check(
+            self.normalization in ("group_norm", "soft_clamp", "none"),
+            "normalization",
+            self.normalization,
+            "choose 'group_norm', 'soft_clamp' or 'none'",
+        )
+        check(
+            self.norm_groups >= 1 and self.bits % self.norm_groups == 0,
+            "norm_groups",
+            self.norm_groups,
+            f"must divide bits = {self.bits}",
+        )
+        check(self.soft_clamp_value > 0, "soft_clamp_value", self.soft_clamp_value, "must be > 0")
+
+
+_TINY = {
+    "base_channels": 32,
+    "num_groups": 8,
+    "channel_multipliers": (1, 2, 2),
+    "num_res_blocks": 1,
+    "num_mid_blocks": 1,
+    "temporal_downsample": (True, True),
+    "lfq": {"bits": 10},
+}
+_S = {
+    "base_channels": 64,
+    "channel_multipliers": (1, 2, 2, 4),
+    "num_res_blocks": 2,
+    "num_mid_blocks": 2,
+    "temporal_downsample": (False, True, True),
+    "lfq": {"bits": 18},
+}
+_B = {**_S, "base_channels": 128, "num_res_blocks": 4, "num_mid_blocks": 4}
+_L = {**_B, "num_res_blocks": 6, "num_mid_blocks": 6}
+
+
+@dataclass
+class TokenizerConfig:
+    """Causal 3D-CNN encoder/decoder around an LFQ bottleneck (defaults = preset ``B``).
+
+    Level i of the encoder has ``num_res_blocks`` ResBlocks at ``base_channels * channel_multipliers[i]``
+    channels; every level but the last ends in a stride-2 causal conv that halves H and W, and also T
+    when ``temporal_downsample[i]`` (so ``len(temporal_downsample) == len(channel_multipliers) - 1``).
+    Spatial factor = 2**(levels-1), temporal factor = 2**sum(temporal_downsample); a clip needs
+    T = 1 + temporal_factor * k frames and gives 1 + k latent frames.
+    """
+
+    PRESETS: ClassVar[dict[str, dict]] = {"tiny": _TINY, "S": _S, "B": _B, "L": _L}
+
+    in_channels: int = 3
+    base_channels: int = 128
+    channel_multipliers: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 4
+    num_mid_blocks: int = 4
+    temporal_downsample: tuple[bool, ...] = (False, True, True)
+    temporal_kernel_size: int = 3  # 1 = an image tokenizer (every conv is per frame)
+    spatial_kernel_size: int = 3
+    num_groups: int = 32  # GroupNorm groups (must divide every channel count)
+    norm_eps: float = 1e-6
+    lfq: LFQConfig = field(default_factory=LFQConfig)
+
+    # ------------------------------------------------------------------ derived sizes
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        return tuple(self.base_channels * m for m in self.channel_multipliers)
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.channel_multipliers) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 ** sum(bool(t) for t in self.temporal_downsample)
+
+    def validate(self) -> None:
+        check(self.in_channels >= 1, "in_channels", self.in_channels, "must be >= 1")
+        check(self.base_channels >= 1, "base_channels", self.base_channels, "must be >= 1")
+        check(
+            len(self.channel_multipliers) >= 1 and all(m >= 1 for m in self.channel_multipliers),
+            "channel_multipliers",
+            self.channel_multipliers,
+            "need at least one level and positive multipliers",
+        )
+        check(
+            len(self.temporal_downsample) == len(self.channel_multipliers) - 1,
+            "temporal_downsample",
+            self.temporal_downsample,
+            f"need one flag per downsampling level ({len(self.channel_multipliers) - 1} = levels - 1)",
+        )
+        check(self.num_res_blocks >= 1, "num_res_blocks", self.num_res_blocks, "must be >= 1")
+        check(self.num_mid_blocks >= 0, "num_mid_blocks", self.num_mid_blocks, "must be >= 0")
+        check(
+            self.temporal_kernel_size >= 1,
+            "temporal_kernel_size",
+            self.temporal_kernel_size,
+            "must be >= 1 (1 = image tokenizer)",
+        )
+        check(
+            self.temporal_kernel_size > 1 or not any(self.temporal_downsample),
+            "temporal_downsample",
+            self.temporal_downsample,
+            "temporal downsampling needs temporal_kernel_size > 1",
+        )
+        check(
+            self.spatial_kernel_size >= 1 and self.spatial_kernel_size % 2 == 1,
+            "spatial_kernel_size",
+            self.spatial_kernel_size,
+            "must be odd (3 = the reference)",
+        )
+        bad = [c for c in self.level_channels if c % self.num_groups]
+        check(
+            self.num_groups >= 1 and not bad,
+            "num_groups",
+            self.num_groups,
+            f"must divide every level's channel count {self.level_channels}",
+        )
+        check(self.norm_eps > 0, "norm_eps", self.norm_eps, "must be > 0")
+        try:
+            self.lfq.validate()
+        except ConfigError as e:  # name the nested key
+            raise ConfigError(str(e).replace("config key '", "config key 'lfq.", 1)) from None
+
+
+def image_config(config: TokenizerConfig) -> TokenizerConfig:
+    """The image (per-frame) counterpart of a video config: temporal kernel 1, no temporal downsampling."""
+    return dataclasses.replace(
+        config,
+        temporal_kernel_size=1,
+        temporal_downsample=tuple(False for _ in config.temporal_downsample),
+        lfq=dataclasses.replace(config.lfq),
+    )

@@ -1,0 +1,55 @@
+"""Causal 3D-CNN encoder: video ``(B, 3, 1 + t*k, H, W)`` -> latent ``(B, bits, 1 + k, H/s, W/s)``.
+
+conv_in; per level ``num_res_blocks`` ResBlocks then (all levels but the last) a stride-2 causal conv,
+stride (2, 2, 2) where ``temporal_downsample`` says so, else (1, 2, 2); mid ResBlocks;
+GroupNorm -> SiLU -> 1x1x1 conv to ``bits`` channels. Latent frame j sees input frames <= t*j.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from videogen.tokenizer.causal_conv import CausalCache, CausalConv3d
+from videogen.tokenizer.config import TokenizerConfig
+from videogen.tokenizer.norm import FrameGroupNorm
+from videogen.tokenizer.resblock import ResBlock
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        kernel = (config.temporal_kernel_size, config.spatial_kernel_size, config.spatial_kernel_size)
+        channels = config.level_channels
+        block = dict(kernel_size=kernel, num_groups=config.num_groups, eps=config.norm_eps)
+
+        self.conv_in = CausalConv3d(config.in_channels, channels[0], kernel)
+        self.levels = nn.ModuleList()
+        previous = channels[0]
+        for i, width in enumerate(channels):
+            level = nn.Module()
+            level.blocks = nn.ModuleList(
+                ResBlock(previous if j == 0 else width, width, **block) for j in range(config.num_res_blocks)
+            )
+            if i < len(channels) - 1:
+                stride = (2 if config.temporal_downsample[i] else 1, 2, 2)
+                level.downsample = CausalConv3d(width, width, kernel, stride=stride)
+            else:
+                level.downsample = None
+            self.levels.append(level)
+            previous = width
+        self.mid = nn.ModuleList(ResBlock(previous, previous, **block) for _ in range(config.num_mid_blocks))
+        self.norm_out = FrameGroupNorm(config.num_groups, previous, eps=config.norm_eps, activation="silu")
+        self.conv_out = CausalConv3d(previous, config.lfq.bits, 1, bias=True)
+
+    def forward(self, video: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        """``video (B, C_in, T, H, W)`` -> ``z (B, bits, T', H', W')`` (unquantized); cache: chunked stream."""
+        x = self.conv_in(video, cache)
+        for level in self.levels:
+            for block in level.blocks:
+                x = block(x, cache)
+            if level.downsample is not None:
+                x = level.downsample(x, cache)
+        for block in self.mid:
+            x = block(x, cache)
+        return self.conv_out(self.norm_out(x), cache)
