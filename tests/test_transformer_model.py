@@ -1,0 +1,220 @@
+"""CommitTransformer: presets, vocabulary split, special ids, grids, backends, files, loss at init."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from videogen.config import ConfigError
+from videogen.errors import UserError
+from videogen.transformer import MASK_ID, CommitTransformer, TransformerConfig
+from videogen.transformer.masking import commit_loss, mix_tokens, prepare_training_inputs
+from videogen.transformer.vocab import TASK_IDS, merge_tokens, split_tokens
+
+SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_frames": 5, "max_height": 4, "max_width": 4}
+
+
+def small(bits: int = 18, **overrides) -> CommitTransformer:
+    torch.manual_seed(0)
+    return CommitTransformer.from_preset("tiny", codebook_bits=bits, num_classes=3, **{**SMALL, **overrides})
+
+
+def ids(
+    batch: int = 2, grid: tuple[int, int, int] = (5, 4, 4), bits: int = 18, seed: int = 0
+) -> torch.Tensor:
+    return torch.randint(0, 2**bits, (batch, *grid), generator=torch.Generator().manual_seed(seed))
+
+
+def prefix(batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.full((batch,), TASK_IDS["frame_prediction"]), torch.arange(batch) % 4
+
+
+# ----------------------------------------------------------------------------- config and vocabulary
+
+
+def test_presets() -> None:
+    sizes = {
+        name: (cfg["num_layers"], cfg["hidden_size"], cfg["num_heads"])
+        for name, cfg in TransformerConfig.PRESETS.items()
+    }
+    assert sizes == {"tiny": (4, 256, 4), "S": (8, 512, 8), "B": (12, 768, 12), "L": (24, 1024, 16)}
+    model = CommitTransformer.from_preset("S", codebook_bits=18)
+    assert model.config.hidden_size == 512 and len(model.blocks) == 8
+    with pytest.raises(ConfigError, match="preset"):
+        CommitTransformer.from_preset("XL")
+    with pytest.raises(ConfigError, match="num_heads"):
+        CommitTransformer.from_preset("tiny", num_heads=3)
+
+
+@pytest.mark.parametrize(
+    ("bits", "mode", "expected"),
+    [(18, "auto", (9, 9)), (14, "auto", (14,)), (15, "auto", (8, 7)), (10, "split", (5, 5))],
+)
+def test_sub_token_bits(bits: int, mode: str, expected: tuple[int, ...]) -> None:
+    assert TransformerConfig(codebook_bits=bits, sub_tokens=mode).sub_token_bits == expected
+
+
+def test_no_single_head_over_the_full_large_vocabulary() -> None:
+    with pytest.raises(ConfigError, match="sub_tokens"):
+        CommitTransformer.from_preset("tiny", codebook_bits=18, sub_tokens="single")
+    model = small(18)
+    widest = max(max(p.shape) for p in model.parameters())
+    assert widest == 512  # the two 2**9 heads/tables; nothing 2**18 wide
+
+
+def test_split_merge_round_trip() -> None:
+    codes = ids(4, (5, 4, 4), 18)
+    low, high = split_tokens(codes, (9, 9))
+    assert torch.equal(low, codes & 511) and torch.equal(high, codes >> 9)
+    assert torch.equal(merge_tokens((low, high), (9, 9)), codes)
+    odd = ids(4, (1, 4, 4), 15)
+    assert torch.equal(merge_tokens(split_tokens(odd, (8, 7)), (8, 7)), odd)
+    everything = torch.arange(2**10)
+    assert torch.equal(merge_tokens(split_tokens(everything, (5, 5)), (5, 5)), everything)
+
+
+@pytest.mark.parametrize("bits", [6, 18])
+def test_special_ids_never_collide_with_codes(bits: int) -> None:
+    assert not 0 <= MASK_ID < 2**bits
+    model = small(bits)
+    embed = model.embed
+    codes = torch.arange(2**bits) if bits <= 10 else torch.tensor([0, 1, 511, 512, 2**bits - 1])
+    code_vectors = embed.code_embedding(codes)
+    assert not (code_vectors == embed.mask_embedding).all(-1).any()  # [MASK] is no code's vector
+    # task and class ids index their own tables, not the code tables
+    assert embed.task_embedding.weight.data_ptr() not in {t.weight.data_ptr() for t in embed.code_tables}
+    assert embed.class_embedding.num_embeddings == 4  # 3 classes + UNCOND
+    tasks, classes = prefix()
+    grid = ids(2, (1, 4, 4), bits)
+    for bad in (2**bits, -2):
+        broken = grid.clone()
+        broken[0, 0, 0, 0] = bad
+        with pytest.raises(UserError, match="token ids"):
+            model(broken, tasks, classes)
+    with pytest.raises(UserError, match="class ids"):
+        model(grid, tasks, torch.tensor([0, 4]))
+
+
+def test_mask_changes_the_input() -> None:
+    model = small(18).eval()
+    tasks, classes = prefix()
+    grid = ids(2, (2, 4, 4))
+    masked = grid.clone()
+    masked[:, 0, 0, 0] = MASK_ID
+    before, after = model(grid, tasks, classes), model(masked, tasks, classes)
+    assert not torch.allclose(before.parts[0], after.parts[0])
+
+
+def test_logits_cover_codes_only() -> None:
+    model = small(18).eval()
+    tasks, classes = prefix()
+    logits = model(ids(), tasks, classes)
+    assert logits.shape == (2, 80) and [p.shape[-1] for p in logits.parts] == [512, 512]
+    assert logits.num_codes == 2**18
+    drawn, log_prob = logits.sample(generator=torch.Generator().manual_seed(0))
+    assert drawn.min() >= 0 and drawn.max() < 2**18 and (log_prob <= 0).all()
+    single = small(10).eval()(ids(bits=10), tasks, classes)
+    assert [p.shape[-1] for p in single.parts] == [1024]
+
+
+# ----------------------------------------------------------------------------- grids, backends, files
+
+
+def test_image_and_video_grids_share_one_model() -> None:
+    model = small(18)
+    tasks, classes = prefix()
+    image = model(ids(2, (1, 4, 4)), tasks, classes)
+    video = model(ids(2, (5, 4, 4)), tasks, classes)
+    assert image.shape == (2, 16) and video.shape == (2, 80)
+    image.parts[0].sum().backward()
+    grad = model.embed.pos_t.grad
+    assert grad[0].abs().sum() > 0 and grad[1:].abs().sum() == 0  # a 1-frame grid uses time row 0 only
+    assert model.embed.pos_h.grad.abs().sum() > 0
+    with pytest.raises(UserError, match="exceeds"):
+        model(ids(2, (6, 4, 4)), tasks, classes)
+
+
+@pytest.mark.parametrize("mlp", ["gelu", "swiglu"])
+@pytest.mark.parametrize("head", ["tied", "untied"])
+def test_attention_backends_agree(mlp: str, head: str) -> None:
+    model = small(12, mlp=mlp, head=head).eval()
+    tasks, classes = prefix()
+    grid = ids(2, (2, 4, 4), 12)
+    reference = model(grid, tasks, classes).parts[0]
+    model.config.attention = "math"
+    torch.testing.assert_close(model(grid, tasks, classes).parts[0], reference, atol=1e-5, rtol=1e-5)
+    assert model.attention_backend("cpu") == "math"
+    model.config.attention = "xformers"
+    with pytest.raises(UserError, match="xformers"):
+        model(grid, tasks, classes)
+    assert small(12).attention_backend("cpu") == "sdpa"  # "auto" on CPU
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    model = small(18, mlp="swiglu").eval()
+    model.save_pretrained(tmp_path / "export")
+    text = (tmp_path / "export" / "config.yaml").read_text()
+    assert text.startswith("kind: transformer")
+    loaded = CommitTransformer.from_pretrained(tmp_path / "export").eval()
+    assert loaded.config == model.config
+    tasks, classes = prefix()
+    grid = ids()
+    assert torch.equal(loaded(grid, tasks, classes).parts[1], model(grid, tasks, classes).parts[1])
+    (tmp_path / "export" / "config.yaml").write_text(text.replace("kind: transformer", "kind: tokenizer"))
+    with pytest.raises(UserError, match="kind 'tokenizer'"):
+        CommitTransformer.from_pretrained(tmp_path / "export")
+    with pytest.raises(UserError, match="not found"):
+        CommitTransformer.from_pretrained(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------------- loss at init and the leak guard
+
+
+def _train(model: CommitTransformer, leak: bool, steps: int, bits: int) -> dict[str, float]:
+    """Train on random tokens; ``leak=True`` feeds the true ids (the classic port bug)."""
+    g = torch.Generator().manual_seed(1)
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch, grid = 16, (1, 4, 4)
+    for _ in range(steps):
+        targets = torch.randint(0, 2**bits, (batch, *grid), generator=g)
+        tasks = torch.full((batch,), TASK_IDS["generation"])
+        classes = torch.full((batch,), model.uncond_class_id)
+        no_cond = torch.zeros_like(targets, dtype=torch.bool)
+        inputs = prepare_training_inputs(
+            targets, targets, no_cond, tasks, classes, uncond_class_id=model.uncond_class_id, generator=g
+        )
+        fed = targets if leak else mix_tokens(targets, targets, no_cond, inputs.masked)
+        out = commit_loss(model(fed, tasks, classes), targets, inputs.masked, inputs.cond_mask)
+        optim.zero_grad()
+        out.loss.backward()
+        optim.step()
+    return out.metrics
+
+
+@pytest.mark.parametrize("bits", [6, 18])
+def test_masked_loss_is_about_ln_k_at_init(bits: int) -> None:
+    model = small(bits)
+    targets = ids(8, (5, 4, 4), bits)
+    tasks, classes = torch.zeros(8, dtype=torch.long), torch.full((8,), 3)
+    cond = torch.zeros_like(targets, dtype=torch.bool)
+    batch = prepare_training_inputs(
+        targets, targets, cond, tasks, classes, uncond_class_id=3, generator=torch.Generator().manual_seed(0)
+    )
+    out = commit_loss(
+        model(batch.inputs, batch.task_ids, batch.class_ids), targets, batch.masked, batch.cond_mask
+    )
+    assert abs(out.metrics["mask_loss"] - bits * math.log(2)) < 0.1 * bits * math.log(2)
+
+
+def test_masked_loss_stays_high_on_random_tokens_unless_ids_leak() -> None:
+    """Random targets are unpredictable at [MASK] positions; only a leak of the true ids lets the loss fall."""
+    bits = 6
+    ln_k = bits * math.log(2)
+    honest = _train(small(bits), leak=False, steps=35, bits=bits)
+    leaky = _train(small(bits), leak=True, steps=35, bits=bits)
+    assert honest["mask_loss"] > 0.9 * ln_k
+    assert honest["recons_loss"] < 0.5 * ln_k  # copying the visible tokens is learned meanwhile
+    assert leaky["mask_loss"] < 0.5 * ln_k

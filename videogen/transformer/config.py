@@ -1,0 +1,146 @@
+"""``TransformerConfig``: the COMMIT transformer's architecture, with presets tiny / S / B / L."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from videogen.config import check
+from videogen.transformer.vocab import TASK_FAMILIES, sub_token_bits
+
+MAX_SINGLE_HEAD_BITS = 16
+"""Largest codebook served by one output head; beyond it the vocabulary must be split."""
+
+
+@dataclass
+class TransformerConfig:
+    """Architecture of :class:`~videogen.transformer.CommitTransformer`.
+
+    The token grid is ``(frames, height, width)`` latents of ``codebook_bits`` bits (from the tokenizer);
+    any grid up to ``max_frames x max_height x max_width`` runs through one model (1-frame images and
+    5-frame videos share every weight). ``num_classes`` real classes get ids ``0 .. num_classes - 1``;
+    id ``num_classes`` is the UNCOND class.
+    """
+
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "tiny": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "dropout": 0.0},
+        "S": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "dropout": 0.1},
+        "B": {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "dropout": 0.1},
+        "L": {"hidden_size": 1024, "num_layers": 24, "num_heads": 16, "dropout": 0.1},
+    }
+
+    preset: str | None = None
+    # vocabulary (from the tokenizer) and conditioning
+    codebook_bits: int = 18
+    sub_tokens: str = "auto"  # "auto" (split when bits > 14) | "single" | "split"
+    num_classes: int = 0
+    num_task_tokens: int = 8  # rows of the task table: the task families plus spare slots
+    # largest latent grid (frames, height, width)
+    max_frames: int = 5
+    max_height: int = 16
+    max_width: int = 16
+    # backbone
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp: str = "gelu"  # "gelu" | "swiglu"
+    mlp_ratio: float = 4.0
+    attention: str = "auto"  # "auto" | "sdpa" | "xformers" | "math"
+    head: str = "tied"  # "tied" (output = code embedding tables + bias) | "untied"
+    dropout: float = 0.0  # on embeddings and residual branches
+    attention_dropout: float = 0.0  # on attention weights; > 0 makes CPU SDPA fall back to its slow math path
+    init_std: float = 0.02
+    layer_norm_eps: float = 1e-6
+    # training objective (used by masking.commit_loss through the training loop)
+    label_smoothing: float = 1e-4
+
+    def validate(self) -> None:
+        check(
+            self.preset is None or self.preset in self.PRESETS,
+            "preset",
+            self.preset,
+            f"one of {list(self.PRESETS)}",
+        )
+        check(
+            1 <= self.codebook_bits <= 30,
+            "codebook_bits",
+            self.codebook_bits,
+            "use 1..30 (the tokenizer's latent_bits)",
+        )
+        check(
+            self.sub_tokens in ("auto", "single", "split"),
+            "sub_tokens",
+            self.sub_tokens,
+            "use auto, single or split",
+        )
+        check(
+            not (self.sub_tokens == "single" and self.codebook_bits > MAX_SINGLE_HEAD_BITS),
+            "sub_tokens",
+            self.sub_tokens,
+            f"a single head over 2**{self.codebook_bits} codes is too wide; use auto or split",
+        )
+        check(
+            not (self.sub_tokens == "split" and self.codebook_bits < 2),
+            "sub_tokens",
+            self.sub_tokens,
+            "splitting needs codebook_bits >= 2",
+        )
+        check(self.num_classes >= 0, "num_classes", self.num_classes, "use 0 (unconditional) or more")
+        check(
+            self.num_task_tokens >= len(TASK_FAMILIES),
+            "num_task_tokens",
+            self.num_task_tokens,
+            f"need at least {len(TASK_FAMILIES)} (one per task family)",
+        )
+        for name in ("max_frames", "max_height", "max_width", "hidden_size", "num_layers", "num_heads"):
+            check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        check(
+            self.hidden_size % self.num_heads == 0,
+            "num_heads",
+            self.num_heads,
+            f"must divide hidden_size {self.hidden_size}",
+        )
+        check(self.mlp in ("gelu", "swiglu"), "mlp", self.mlp, "use gelu or swiglu")
+        check(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "must be > 0")
+        check(
+            self.attention in ("auto", "sdpa", "xformers", "math"),
+            "attention",
+            self.attention,
+            "use auto, sdpa, xformers or math",
+        )
+        check(self.head in ("tied", "untied"), "head", self.head, "use tied or untied")
+        check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        check(
+            0.0 <= self.attention_dropout < 1.0,
+            "attention_dropout",
+            self.attention_dropout,
+            "must be in [0, 1)",
+        )
+        check(self.init_std > 0, "init_std", self.init_std, "must be > 0")
+        check(self.layer_norm_eps > 0, "layer_norm_eps", self.layer_norm_eps, "must be > 0")
+        check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", self.label_smoothing, "must be in [0, 1)")
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.codebook_bits
+
+    @property
+    def split(self) -> bool:
+        """True when code ids are embedded and predicted as two sub-tokens."""
+        if self.sub_tokens == "auto":
+            return self.codebook_bits > 14
+        return self.sub_tokens == "split"
+
+    @property
+    def sub_token_bits(self) -> tuple[int, ...]:
+        """Bits per output head, low part first: ``(bits,)`` or ``(ceil(bits/2), floor(bits/2))``."""
+        return sub_token_bits(self.codebook_bits, self.split)
+
+    @property
+    def uncond_class_id(self) -> int:
+        """Class id meaning "no class" (the last row of the class table)."""
+        return self.num_classes
+
+    @property
+    def max_tokens(self) -> int:
+        return self.max_frames * self.max_height * self.max_width

@@ -1,0 +1,59 @@
+"""Input embedding: code ids (as sub-tokens), [MASK], task and class tokens, factorized positions."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from videogen.transformer.config import TransformerConfig
+from videogen.transformer.vocab import MASK_ID, split_tokens
+
+
+class InputEmbedding(nn.Module):
+    """``[task][class][T' x H' x W' tokens]`` -> ``(B, 2 + T'*H'*W', D)`` vectors.
+
+    A code id is the sum of its sub-token embeddings (one table of ``2**b`` rows per sub-token);
+    ``MASK_ID`` positions take one learned vector instead. Task and class ids index their own tables,
+    so no special id shares a row with a code id. Positions are factorized: the vector at latent
+    ``(t, h, w)`` adds ``pos_t[t] + pos_h[h] + pos_w[w]``, so every grid up to the maximum (a 1-frame
+    image, a 5-frame video) uses the same weights.
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        dim = config.hidden_size
+        self.bits = config.sub_token_bits
+        self.code_tables = nn.ModuleList(nn.Embedding(2**b, dim) for b in self.bits)
+        self.mask_embedding = nn.Parameter(torch.zeros(dim))
+        self.task_embedding = nn.Embedding(config.num_task_tokens, dim)
+        self.class_embedding = nn.Embedding(config.num_classes + 1, dim)  # last row = UNCOND
+        self.pos_t = nn.Parameter(torch.zeros(config.max_frames, dim))
+        self.pos_h = nn.Parameter(torch.zeros(config.max_height, dim))
+        self.pos_w = nn.Parameter(torch.zeros(config.max_width, dim))
+        for p in (self.mask_embedding, self.pos_t, self.pos_h, self.pos_w):
+            nn.init.normal_(p, std=config.init_std)
+        for table in (*self.code_tables, self.task_embedding, self.class_embedding):
+            nn.init.normal_(table.weight, std=config.init_std)
+
+    def code_embedding(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code ids ``(...)`` in ``[0, 2**bits)`` -> ``(..., D)`` (sum of the sub-token embeddings)."""
+        subs = split_tokens(ids, self.bits)
+        out = self.code_tables[0](subs[0])
+        for table, sub in zip(self.code_tables[1:], subs[1:]):
+            out = out + table(sub)
+        return out
+
+    def forward(self, tokens: torch.Tensor, task_ids: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+        frames, height, width = tokens.shape[1:]
+        is_mask = (tokens == MASK_ID).unsqueeze(-1)
+        x = self.code_embedding(tokens.clamp_min(0))  # (B, T, H, W, D)
+        x = torch.where(is_mask, self.mask_embedding.to(x.dtype), x)
+        pos = (
+            self.pos_t[:frames, None, None] + self.pos_h[None, :height, None] + self.pos_w[None, None, :width]
+        )
+        x = rearrange(x + pos, "b t h w d -> b (t h w) d")
+        prefix = torch.stack(
+            [self.task_embedding(task_ids), self.class_embedding(class_ids)], dim=1
+        )  # (B, 2, D)
+        return torch.cat([prefix, x], dim=1)

@@ -1,0 +1,215 @@
+"""``CommitTransformer``: bidirectional pre-LN transformer over ``[task][class][latent tokens]``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from videogen.config import ConfigError, from_dict, read_yaml, to_dict
+from videogen.errors import UserError
+from videogen.transformer.attention import SelfAttention, resolve_attention
+from videogen.transformer.config import TransformerConfig
+from videogen.transformer.embeddings import InputEmbedding
+from videogen.transformer.logits import TokenLogits
+from videogen.transformer.vocab import MASK_ID
+
+KIND = "transformer"
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+# ----------------------------------------------------------------------------- blocks
+
+
+class MLP(nn.Module):
+    """``(B, L, D) -> (B, L, D)``: GELU MLP or SwiGLU (gated, 2/3 of the width so parameters match)."""
+
+    def __init__(self, dim: int, ratio: float, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "swiglu":
+            hidden = int(math.ceil(ratio * dim * 2 / 3 / 8) * 8)
+            self.fc1 = nn.Linear(dim, 2 * hidden)
+        else:
+            hidden = int(ratio * dim)
+            self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        if self.kind == "swiglu":
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        else:
+            h = F.gelu(h)
+        return self.fc2(h)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        dim = config.hidden_size
+        self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attn = SelfAttention(dim, config.num_heads, config.attention_dropout)
+        self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = MLP(dim, config.mlp_ratio, config.mlp)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, backend: str) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), backend))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class CommitTransformer(nn.Module):
+    """COMMIT masked transformer (MAGVIT v1) with MAGVIT-v2 sub-token heads.
+
+    Input: a token grid ``(B, T', H', W')`` int64 holding code ids in ``[0, 2**codebook_bits)`` or
+    ``MASK_ID``; task ids ``(B,)`` (rows of ``vocab.TASK_IDS``) and class ids ``(B,)`` in
+    ``[0, num_classes]`` (``num_classes`` = UNCOND). Output: :class:`TokenLogits` over code ids for the
+    ``T'*H'*W'`` grid positions in raster order (prefix positions produce no logits).
+    """
+
+    MASK_ID = MASK_ID
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = InputEmbedding(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        bits = config.sub_token_bits
+        if config.head == "tied":  # logits = h @ code_table.T + bias, one per sub-token table
+            self.head_bias = nn.ParameterList(nn.Parameter(torch.zeros(2**b)) for b in bits)
+        else:
+            self.heads = nn.ModuleList(nn.Linear(config.hidden_size, 2**b) for b in bits)
+        self.apply(self._init_linear)
+
+    def _init_linear(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+            nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ construction and files
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> CommitTransformer:
+        """A fresh model of preset ``name`` ("tiny", "S", "B", "L") with config fields overridden."""
+        return cls(from_dict(TransformerConfig, {"preset": name, **overrides}))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``path/config.yaml`` (with ``kind: transformer``) and ``path/model.safetensors``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CONFIG_FILE).write_text(
+            yaml.safe_dump({"kind": KIND, **to_dict(self.config)}, sort_keys=False)
+        )
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> CommitTransformer:
+        """Load a folder written by :meth:`save_pretrained`; refuses other kinds of export."""
+        path = Path(path)
+        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise UserError(
+                f"transformer checkpoint '{path}' not found: need a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
+            )
+        data = read_yaml(path / CONFIG_FILE)
+        kind = data.pop("kind", None)
+        if kind != KIND:
+            raise UserError(
+                f"checkpoint '{path}' is of kind {kind!r}, not {KIND!r}; pass a transformer export folder"
+            )
+        try:
+            config = from_dict(TransformerConfig, data)
+        except ConfigError as e:
+            raise UserError(f"checkpoint '{path}': {e}") from None
+        model = cls(config)
+        try:
+            model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+        except RuntimeError as e:
+            raise UserError(
+                f"checkpoint '{path}': weights do not match its config ({str(e).splitlines()[0]})"
+            ) from None
+        return model.to(device)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def uncond_class_id(self) -> int:
+        return self.config.uncond_class_id
+
+    def attention_backend(self, device: torch.device | str | None = None) -> str:
+        """The attention kernel a forward on ``device`` (default: the model's) uses."""
+        device = device if device is not None else self.embed.pos_t.device
+        return resolve_attention(self.config.attention, device)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ forward
+
+    def _check_inputs(self, tokens: torch.Tensor, task_ids: torch.Tensor, class_ids: torch.Tensor) -> None:
+        cfg = self.config
+        if tokens.dim() != 4 or tokens.dtype != torch.int64:
+            raise ValueError(
+                f"tokens must be int64 (B, T', H', W'), got {tokens.dtype} {tuple(tokens.shape)}"
+            )
+        batch, frames, height, width = tokens.shape
+        if frames > cfg.max_frames or height > cfg.max_height or width > cfg.max_width:
+            raise UserError(
+                f"token grid {frames}x{height}x{width} exceeds the transformer's maximum "
+                f"{cfg.max_frames}x{cfg.max_height}x{cfg.max_width}; use shorter/smaller clips or a model "
+                "trained with larger max_frames/max_height/max_width"
+            )
+        if task_ids.shape != (batch,) or class_ids.shape != (batch,):
+            raise ValueError(
+                f"task_ids and class_ids must be ({batch},), got {tuple(task_ids.shape)}, {tuple(class_ids.shape)}"
+            )
+        extremes = torch.stack(
+            [tokens.min(), tokens.max(), task_ids.min(), task_ids.max(), class_ids.min(), class_ids.max()]
+        )
+        low, high, task_low, task_high, class_low, class_high = extremes.tolist()  # one device sync
+        if low < MASK_ID or high >= cfg.codebook_size:  # MASK_ID = -1 is the only id below 0
+            raise UserError(
+                f"token ids span [{low}, {high}] but the transformer takes codes in [0, {cfg.codebook_size}) "
+                f"or MASK_ID={MASK_ID}; the tokenizer's latent_bits must equal codebook_bits={cfg.codebook_bits}"
+            )
+        if task_low < 0 or task_high >= cfg.num_task_tokens:
+            raise ValueError(f"task ids must be in [0, {cfg.num_task_tokens}), got {task_ids.tolist()}")
+        if class_low < 0 or class_high > cfg.num_classes:
+            raise UserError(
+                f"class ids must be in [0, {cfg.num_classes}] ({cfg.num_classes} = UNCOND), got "
+                f"{class_ids.tolist()}; the model was trained with num_classes={cfg.num_classes}"
+            )
+
+    def forward(self, tokens: torch.Tensor, task_ids: torch.Tensor, class_ids: torch.Tensor) -> TokenLogits:
+        """``(B, T', H', W')`` tokens, ``(B,)`` task ids, ``(B,)`` class ids -> logits ``(B, T'*H'*W', .)``."""
+        self._check_inputs(tokens, task_ids, class_ids)
+        backend = resolve_attention(self.config.attention, tokens.device)
+        x = self.dropout(self.embed(tokens, task_ids, class_ids))  # (B, 2 + N, D)
+        for block in self.blocks:
+            x = block(x, backend)
+        h = self.norm(x[:, 2:])  # (B, N, D): grid positions only
+        if self.config.head == "tied":
+            parts = tuple(
+                F.linear(h, table.weight, bias) for table, bias in zip(self.embed.code_tables, self.head_bias)
+            )
+        else:
+            parts = tuple(head(h) for head in self.heads)
+        return TokenLogits(parts, self.config.sub_token_bits)
