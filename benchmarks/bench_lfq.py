@@ -11,22 +11,30 @@ whoever allocated it (tensors, autograd buffers, BLAS workspaces). Where the res
 1 ms RSS sampling thread is used instead (it may miss peaks shorter than a millisecond).
 The naive form runs only where its N x 2^bits matrices fit (``--naive-limit-gb``, default 8 GB for
 four fp32 matrices).
+
+On a shared machine wall-clock times are noisy; each time is also given as process CPU time / threads
+("cpu"), with ``OMP_WAIT_POLICY=PASSIVE`` (set here unless the environment says otherwise) so idle
+OpenMP threads sleep rather than spin and CPU time counts the work, not the waiting for a core.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import threading
-import time
-from pathlib import Path
 
-import torch
-from tqdm import tqdm
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP threads
 
-from videogen.tokenizer import LFQ
-from videogen.tokenizer.lfq_naive import naive_entropy_terms
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from videogen.tokenizer import LFQ  # noqa: E402
+from videogen.tokenizer.lfq_naive import naive_entropy_terms  # noqa: E402
 
 
 class NaiveLFQ(LFQ):
@@ -34,6 +42,11 @@ class NaiveLFQ(LFQ):
 
     def entropy_terms(self, z):
         return naive_entropy_terms(z.float(), self.config.temperature)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss_bytes() -> int:
@@ -92,13 +105,15 @@ def run_case(cls: type[LFQ], bits: int, latents: int, repeats: int) -> dict:
 
     out = step()  # warm-up
     memory, method = peak_extra_memory(step)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), _cpu_seconds()
         step()
         times.append(time.perf_counter() - start)
+        cpu_times.append((_cpu_seconds() - start_cpu) / torch.get_num_threads())
     return {
         "time": statistics.median(times),
+        "cpu": statistics.median(cpu_times),
         "memory": memory,
         "method": method,
         "per_sample": out.per_sample_entropy.item(),
@@ -127,18 +142,21 @@ def main() -> None:
         if 4 * args.latents * 2**bits * 4 <= args.naive_limit_gb * 1e9:
             cases.append(("naive", NaiveLFQ, bits))
     rows = []
+    load_before = os.getloadavg()[0]
     for name, cls, bits in tqdm(cases, desc="lfq cases"):
         rows.append((name, bits, run_case(cls, bits, args.latents, args.repeats)))
 
     print(
         f"\nLFQ forward+backward (commitment + both entropy terms), N = {args.latents} latents, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}\n"
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, 1-min load average {load_before:.1f} "
+        f"before, {os.getloadavg()[0]:.1f} after\n"
     )
-    print("| bits | entropy | fwd+bwd (s) | peak extra memory (MB) | per-sample H | codebook H |")
+    print("| bits | entropy | fwd+bwd s, cpu (wall) | peak extra memory (MB) | per-sample H | codebook H |")
     print("|---:|---|---:|---:|---:|---:|")
     for name, bits, r in rows:
         print(
-            f"| {bits} | {name} | {r['time']:.3f} | {r['memory'] / 1e6:.0f} | {r['per_sample']:.4f} | {r['codebook']:.4f} |"
+            f"| {bits} | {name} | {r['cpu']:.3f} ({r['time']:.3f}) | {r['memory'] / 1e6:.0f} | "
+            f"{r['per_sample']:.4f} | {r['codebook']:.4f} |"
         )
     skipped = [b for b in args.bits if not any(n == "naive" and bb == b for n, bb, _ in rows)]
     if skipped:

@@ -58,7 +58,7 @@ def code_bits(num_bits: int, device: torch.device | None = None, dtype: torch.dt
 def _log_table(log_p1: torch.Tensor, log_p0: torch.Tensor) -> torch.Tensor:
     """``(N, m)`` per-bit log-probs -> ``(N, 2**m)`` log-probs of the codes (column c = code c, bit 0 low).
 
-    log T[n, c] = sum_i bit_i(c) log p1[n, i] + (1 - bit_i(c)) log p0[n, i]: one small GEMM (m <= 5 here).
+    log T[n, c] = sum_i bit_i(c) log p1[n, i] + (1 - bit_i(c)) log p0[n, i]: one small GEMM (m is a quarter of the bits).
     """
     bits = code_bits(log_p1.shape[1], log_p1.device, log_p1.dtype)  # (2^m, m)
     return torch.cat([log_p1, log_p0], dim=1) @ torch.cat([bits, 1 - bits], dim=1).T
@@ -97,8 +97,9 @@ def factorized_entropy_terms(z: torch.Tensor, temperature: float) -> tuple[torch
     per_sample = -(p1 * log_p1 + p0 * log_p0).sum(-1).mean()
 
     low = bits // 2  # bits 0..low-1 index the rows of the table, the rest its columns
-    table_a = _half_table(log_p1[:, :low], log_p0[:, :low], -bound)  # (N, 2^low)
-    table_b = _half_table(log_p1[:, low:], log_p0[:, low:], -bound)  # (N, 2^(bits-low))
+    floor = 1.0 - bound  # A and B entries >= exp(floor): their products stay normal floats too
+    table_a = _half_table(log_p1[:, :low], log_p0[:, :low], floor)  # (N, 2^low)
+    table_b = _half_table(log_p1[:, low:], log_p0[:, low:], floor)  # (N, 2^(bits-low))
     joint = table_a.T @ table_b  # (2^low, 2^(bits-low)) = sum_n p_n
     count = torch.tensor(float(z.shape[0]), dtype=dtype, device=z.device)
     joint = _all_reduce_sum(joint)

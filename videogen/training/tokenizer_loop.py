@@ -1,0 +1,238 @@
+"""``./run.sh train tokenizer``: train the MAGVIT-v2 style tokenizer with DeepSpeed, evaluate it, export it.
+
+``main(config_path, overrides)`` loads :class:`TokenizerTrainingConfig` (``configs/tokenizer/default.yaml``
+when no file is given), makes the sample data on first use, and runs on one CPU process or on every
+rank a launcher started:
+
+* two DeepSpeed engines: the generator (the tokenizer, with an fp32 EMA) and, when
+  ``loss.gan.generator_weight > 0``, the discriminator; LeCam EMAs, the data position and the
+  failed-file counts go into checkpoints; ``--resume auto`` continues from the newest one;
+* each micro-batch: :class:`~videogen.training.tokenizer_step.TokenizerStep` (reconstruction, LFQ,
+  perceptual, GAN);
+* every ``train.log.eval_every_steps``: held-out PSNR / SSIM / codebook usage with the EMA weights
+  (``metrics.jsonl`` and TensorBoard under ``eval/``) and ``samples/step_XXXXXX.{mp4,gif}``;
+* at the end: the final checkpoint, ``export/`` (``config.yaml`` + ``model.safetensors``, EMA
+  weights, for ``VideoTokenizer.from_pretrained``), the export evaluated on the held-out split
+  (``eval.json``), ``reconstructions.{mp4,gif}`` (input | reconstruction) and a printed summary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from videogen.data.failures import FailureMonitor
+from videogen.data.loader import build_loader, prepare_data
+from videogen.tokenizer import VideoTokenizer
+from videogen.tokenizer.discriminator import build_discriminator
+from videogen.tokenizer.inflate import inflate_image_to_video
+from videogen.tokenizer.losses import LeCam
+from videogen.tokenizer.perceptual import build_perceptual_loss
+from videogen.training.distributed import DistInfo, barrier, distributed_session
+from videogen.training.tokenizer_config import TokenizerTrainingConfig, load_training_config
+from videogen.training.tokenizer_eval import HeldOutEvaluator, check_eval_data
+from videogen.training.tokenizer_step import SHOWN, TokenizerStep
+from videogen.training.trainer import Trainer
+
+
+def format_duration(seconds: float) -> str:
+    """``754.2`` -> ``"12m34s"``; ``42.0`` -> ``"42s"``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def generator_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """The generator's EMA weights (fp32), or its current weights when training keeps no EMA."""
+    if "generator" in trainer.emas:
+        return trainer.emas["generator"].state_dict()
+    return {k: v.detach().float() for k, v in trainer.engines["generator"].module.state_dict().items()}
+
+
+def contiguous_parameters(module: torch.nn.Module) -> torch.nn.Module:
+    """Store every parameter contiguously (activations keep the model's memory format).
+
+    DeepSpeed broadcasts each parameter as ``p.data.view(torch.uint8)`` at start, which fails for
+    ``channels_last_3d`` weights (last stride != 1); ZeRO-1/2 flatten them into contiguous buffers anyway.
+    """
+    for param in module.parameters():
+        param.data = param.data.clone(memory_format=torch.contiguous_format)  # not .contiguous(): a no-op for 1x1x1
+    return module
+
+
+def _decoder_input_in_weight_dtype(decoder: torch.nn.Module, args: tuple) -> tuple | None:
+    latent, *rest = args
+    dtype = decoder.conv_in.weight.dtype
+    return None if latent.dtype == dtype else (latent.to(dtype), *rest)
+
+
+def cast_decoder_input(model: VideoTokenizer) -> VideoTokenizer:
+    """Feed the decoder its weights' dtype: the quantizer always returns fp32 codes, which a bf16
+    engine's decoder (its convs and adaptive norms) would reject. Differentiable (straight-through)."""
+    model.decoder.register_forward_pre_hook(_decoder_input_in_weight_dtype)
+    return model
+
+
+def build_generator(cfg: TokenizerTrainingConfig, trainer: Trainer) -> VideoTokenizer:
+    """The tokenizer to train; inflated from ``init_from_image`` unless a checkpoint will be resumed."""
+    model = cast_decoder_input(contiguous_parameters(VideoTokenizer(cfg.model)))
+    if not cfg.init_from_image:
+        return model
+    resume_from = trainer.checkpoints.resolve(cfg.train.checkpoint.resume)
+    if resume_from is not None:
+        trainer.logger.info(f"init_from_image: not used, resuming from {resume_from}")
+        return model
+    image = VideoTokenizer.from_pretrained(cfg.init_from_image)
+    inflate_image_to_video(image, model)
+    trainer.logger.info(f"init_from_image: inflated the image tokenizer {cfg.init_from_image} (last-tap)")
+    return model
+
+
+def summary_text(
+    cfg: TokenizerTrainingConfig,
+    trainer: Trainer,
+    export_dir: Path,
+    metrics: dict[str, Any] | None,
+    samples: list[Path],
+    timing: dict[str, Any],
+) -> str:
+    """What the person sees at the end: where everything is and what the held-out split reached."""
+    run_dir = trainer.run_dir
+    steps = timing["steps"]
+    per_step = f", {timing['train_s'] / steps:.2f} s/step" if steps else ""
+    lines = [
+        f"tokenizer training done: step {trainer.step} ({steps} steps this run in "
+        f"{format_duration(timing['train_s'])}{per_step}; wall time {format_duration(timing['wall_s'])})",
+        f"  checkpoint       {trainer.checkpoints.latest()}",
+        f"  export           {export_dir}  (VideoTokenizer.from_pretrained, EMA weights)",
+    ]
+    if samples:
+        lines.append(f"  reconstructions  {' and '.join(str(p) for p in samples)}  (input | reconstruction)")
+    lines.append(
+        f"  metrics          {run_dir / 'metrics.jsonl'}, TensorBoard: tensorboard --logdir {run_dir}"
+    )
+    if metrics is not None:
+        code = metrics["codebook"]
+        frames = metrics.get("num_frames", cfg.data.num_frames)
+        res = cfg.data.resolution
+        lines.append(
+            f"  held-out ({metrics['num_clips']} clips of {frames}x{res}x{res}, {cfg.data.val}): "
+            f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, codebook usage "
+            f"{code['used_codes']}/{code['codebook_size']} ({100 * code['usage_fraction']:.1f}%), "
+            f"perplexity {code['perplexity']:.1f}"
+        )
+    else:
+        lines.append("  held-out evaluation: off (no data.val or eval.final=off)")
+    return "\n".join(lines)
+
+
+def finish(
+    cfg: TokenizerTrainingConfig,
+    trainer: Trainer,
+    evaluator: HeldOutEvaluator | None,
+    timing: dict[str, Any],
+) -> None:
+    """Export (every rank), then on rank 0: evaluate the export, write reconstructions, print the summary."""
+    export_dir = trainer.export(
+        "generator", trainer.run_dir / "export", build=lambda: VideoTokenizer(cfg.model)
+    )
+    if not trainer.dist.is_main:
+        return
+    metrics, samples = None, []
+    if evaluator is not None and cfg.eval.final == "on":
+        reuse = evaluator.last is not None and evaluator.last[0] == trainer.step  # same (EMA) weights
+        evaluator.use_model(VideoTokenizer.from_pretrained(export_dir, map_location=trainer.device))
+        metrics = evaluator.last[1] if reuse else evaluator.evaluate(trainer.step, progress=True)
+        _, samples = evaluator.write_samples(trainer.run_dir / "reconstructions")
+        result = {"step": trainer.step, "export": str(export_dir), "tokenizer": metrics}
+        (trainer.run_dir / "eval.json").write_text(json.dumps(result, indent=1) + "\n")
+        trainer.logger.scalars(trainer.step, {f"final/{k}": v for k, v in evaluator.scalars(metrics).items()})
+    timing["wall_s"] = time.time() - timing["started"]
+    print(summary_text(cfg, trainer, export_dir, metrics, samples, timing), flush=True)
+
+
+def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
+    """The whole run on this rank (every rank calls it). Returns 0 (stopped by a signal included)."""
+    gan = cfg.loss.gan
+    with Trainer(cfg.train, cfg.run, dist, config=cfg) as trainer:
+        info = trainer.logger.info
+        gen = trainer.add_engine("generator", build_generator(cfg, trainer), ema=True)
+        dis = lecam = None
+        if gan.enabled:
+            dis = trainer.add_engine(
+                "discriminator",
+                build_discriminator(gan.discriminator),
+                optimizer=gan.optimizer,
+                schedule=gan.schedule,
+            )
+            lecam = trainer.register("lecam", LeCam(gan.lecam_decay).to(dist.device))
+            info(
+                f"GAN: {gan.discriminator.kind} discriminator from step {gan.start_step}, weight {gan.generator_weight}"
+            )
+        else:
+            info("GAN: off (loss.gan.generator_weight=0)")
+        perceptual = build_perceptual_loss(cfg.loss.vgg_path, cfg.loss.lpips_path, log=info)
+        if perceptual is not None:
+            perceptual = perceptual.to(dist.device, trainer.dtype)
+        loader, sampler = build_loader(
+            cfg.data, "train", cfg.train.engine.micro_batch_size, dist.rank, dist.world_size, cfg.train.seed
+        )
+        trainer.register("data", sampler)
+        monitor = trainer.register(
+            "data_failures",
+            FailureMonitor(cfg.data.max_failure_fraction, cfg.data.min_samples_before_failure_check),
+        )
+        first_step = trainer.resume()
+        evaluator = HeldOutEvaluator(cfg, dist.device) if cfg.data.val and dist.is_main else None
+        step_fn = TokenizerStep(trainer, cfg.loss, gen, dis, lecam, perceptual, monitor)
+
+        def evaluate(step: int) -> dict[str, float] | None:
+            scalars = None
+            if evaluator is not None:
+                evaluator.load_weights(generator_weights(trainer))
+                metrics = evaluator.evaluate(step)
+                pairs, paths = evaluator.write_samples(trainer.run_dir / "samples" / f"step_{step:06d}")
+                if len(pairs):
+                    trainer.logger.video(step, "eval/reconstruction", pairs)  # input | reconstruction
+                scalars = evaluator.scalars(metrics)
+                info(
+                    f"step {step}: held-out PSNR {scalars['psnr']:.2f} dB, SSIM {scalars['ssim']:.4f}, "
+                    f"codebook usage {100 * scalars['codebook_usage']:.1f}%"
+                    + (f"; samples {paths[0]}" if paths else "")
+                )
+            barrier()
+            return scalars
+
+        fit_started = time.time()
+        trainer.fit(
+            loader, step_fn, evaluate=evaluate if cfg.data.val else None, media=step_fn.media, show=SHOWN
+        )
+        timing = {
+            "started": started,
+            "steps": trainer.step - first_step,
+            "train_s": time.time() - fit_started,
+        }
+        if trainer.step < cfg.train.max_steps:  # stopped by SIGINT / SIGTERM: the checkpoint is written
+            return 0
+        if monitor.failed:
+            info(
+                f"data: {monitor.failed} of {monitor.failed + monitor.seen} files failed to decode and were replaced"
+            )
+        finish(cfg, trainer, evaluator, timing)
+        barrier()
+    return 0
+
+
+def main(config_path: str | None, overrides: list[str]) -> int:
+    """``run.sh train tokenizer [--config YAML] [key=value ...]``; bad input raises ``UserError`` (exit 2)."""
+    started = time.time()
+    cfg = load_training_config(config_path, list(overrides))
+    with distributed_session() as dist:
+        if dist.is_main:
+            prepare_data(cfg.data)  # the sample data, generated on first use
+        barrier()
+        check_eval_data(cfg)
+        return train(cfg, dist, started)
