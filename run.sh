@@ -47,6 +47,12 @@ ensure_env() {
   # Every later install is constrained to the torch we have, so no dependency can pull another.
   echo "torch==$TORCH_VERSION" >"$VENV/constraints.txt"
   "$PY" -m pip install -q -c "$VENV/constraints.txt" -e "$ROOT[dev]"
+  if ! has_cuda; then
+    # DeepSpeed's CPU backend JIT-builds a shared-memory comm op at its first init. Build it once
+    # here, so no training process (or test that kills one) can die holding the build lock.
+    DS_ACCELERATOR=cpu "$PY" -c "from deepspeed.accelerator import get_accelerator as g; b = g().create_op_builder('ShareMemCommBuilder'); b and b.load(verbose=False)" >/dev/null 2>&1 ||
+      echo "[run.sh] note: DeepSpeed's CPU comm op did not build; DeepSpeed falls back to gloo" >&2
+  fi
   echo "$want" >"$stamp_file"
   echo "[run.sh] environment ready" >&2
 }
@@ -59,6 +65,8 @@ usage() {
 # Without a GPU, DeepSpeed runs on its CPU accelerator.
 has_cuda || export DS_ACCELERATOR="${DS_ACCELERATOR:-cpu}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# JIT-built extensions live with this checkout's environment, not in a cache shared with others.
+export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$VENV/torch_extensions}"
 cd "$ROOT"
 
 command="${1:-}"
