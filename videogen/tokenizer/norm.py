@@ -31,6 +31,10 @@ def frame_group_norm(
     dtype = x.dtype
     if dtype in (torch.bfloat16, torch.float16):
         x = x.float()
+    if weight is not None and weight.dtype != x.dtype:  # bf16 parameters (DeepSpeed bf16) on fp32 math
+        weight = weight.to(x.dtype)
+    if bias is not None and bias.dtype != x.dtype:
+        bias = bias.to(x.dtype)
     if x.dim() == 5:
         b, c, t, h, w = x.shape
         folded = x.transpose(1, 2).reshape(b * t, c, h, w)  # (B, C, T, H, W) -> (B*T, C, H, W)
