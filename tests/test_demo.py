@@ -16,6 +16,7 @@ import pytest
 
 from videogen.cli import main as cli_main
 from videogen.demo.budget import plan_steps, seconds_per_step
+from videogen.demo.stages import merge_means
 from videogen.demo.training import Watchdog, latest_step
 from videogen.video_io import read_image, read_video
 
@@ -56,6 +57,9 @@ def test_metrics_hold_finite_scores_of_the_predicted_frames(demo):
     assert fp["condition_frames_in_scores"] is False
     assert len(fp["psnr_per_frame"]) == len(fp["copy_last_frame_psnr_per_frame"]) == FAST_FRAMES - FAST_COND
     assert fp["num_clips"] == 4 and fp["resolution"] == [FAST_RES, FAST_RES]
+    # scored in two chunks of 2 clips and merged: the mean over clips still equals the mean over frames
+    for key in ("psnr", "ssim", "copy_last_frame_psnr", "tokenizer_psnr"):
+        assert fp[key] == pytest.approx(sum(fp[f"{key}_per_frame"]) / (FAST_FRAMES - FAST_COND), rel=1e-6)
     tok = metrics["tokenizer"]
     assert math.isfinite(tok["psnr"]) and math.isfinite(tok["ssim"])
     assert 0 < tok["codebook_usage"] <= 1 and tok["used_codes"] <= tok["codebook_size"] == 2**6
@@ -153,6 +157,28 @@ def test_seconds_per_step_counts_training_records_within_sessions(tmp_path):
     assert seconds_per_step(path) == pytest.approx((1.0 + 3.0) / (2 + 2))
     path.write_text(json.dumps(records[0]) + "\n")
     assert seconds_per_step(path) is None and seconds_per_step(tmp_path / "missing.jsonl") is None
+
+
+def test_merge_means_weights_each_part_by_its_clips():
+    parts = [
+        {
+            "psnr": 10.0,
+            "psnr_per_frame": [9.0, 11.0],
+            "num_clips": 2,
+            "num_frames": 9,
+            "resolution": [16, 16],
+        },
+        {
+            "psnr": 20.0,
+            "psnr_per_frame": [19.0, 21.0],
+            "num_clips": 6,
+            "num_frames": 9,
+            "resolution": [16, 16],
+        },
+    ]
+    merged = merge_means(parts)
+    assert merged["psnr"] == pytest.approx(17.5) and merged["psnr_per_frame"] == pytest.approx([16.5, 18.5])
+    assert (merged["num_clips"], merged["num_frames"], merged["resolution"]) == (8, 9, [16, 16])
 
 
 def test_plan_steps_fits_the_time_left_between_the_done_steps_and_the_cap():

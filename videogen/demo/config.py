@@ -83,6 +83,7 @@ class BudgetConfig:
     tokenizer_end: float = 0.46  # the tokenizer stage ends by this fraction of the budget
     transformer_end: float = 0.88  # ... and the transformer stage by this one; the rest: showcase, eval
     margin: float = 0.85  # fraction of a stage's time left for steps (the rest: restart, evaluation, export)
+    showcase_end: float = 0.95  # showcase clips after the first only while they end before this fraction
 
     def validate(self) -> None:
         check(self.minutes > 0, "minutes", self.minutes, "must be > 0")
@@ -95,6 +96,12 @@ class BudgetConfig:
             "need 0 < tokenizer_end < transformer_end < 1",
         )
         check(0 < self.margin <= 1, "margin", self.margin, "must be in (0, 1]")
+        check(
+            self.transformer_end < self.showcase_end <= 1,
+            "showcase_end",
+            self.showcase_end,
+            "must be in (transformer_end, 1]",
+        )
 
 
 @dataclass

@@ -10,7 +10,6 @@ class; 6. ``evaluate``: frame prediction on held-out clips against the baselines
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,7 @@ import torch
 
 from videogen.demo.budget import Clock, DemoState
 from videogen.demo.config import DemoConfig
-from videogen.demo.training import TrainingStage, has_export, run_child, run_training
-from videogen.errors import UserError
+from videogen.demo.training import TrainingStage, has_export, run_training
 
 TOKENIZER, TRANSFORMER = "tokenizer", "transformer"
 
@@ -140,7 +138,7 @@ def transformer_stage(ctx: DemoContext) -> dict[str, Any]:
 
     path, overrides = ctx.cfg.transformer.path(), ctx.overrides(TRANSFORMER)
     train = load_training_config(path, overrides).train
-    probe_only = ["evaluation.num_items=0", "sampling.num_videos=0"]
+    probe_only = ["sampling.num_videos=0"]  # same held-out clips (and cache) as the real run
     stage = TrainingStage(
         TRANSFORMER,
         path,
@@ -165,19 +163,20 @@ def transformer_ready(ctx: DemoContext) -> bool:
 
 
 def cache_stage(ctx: DemoContext) -> dict[str, Any]:
-    """The transformer loop's own first-use step (``prepare_caches``), run ahead (in a child process, like
-    the training) so it is timed on its own; the loop then finds the caches complete."""
+    """The transformer loop's own first-use step (``prepare_caches``), run ahead so it is timed on its own;
+    the loop then finds the caches complete. One process, no process group: its collectives are no-ops."""
     from videogen.data.token_shards import read_index
+    from videogen.inference.engine import pick_device
+    from videogen.training.distributed import DistInfo
     from videogen.training.transformer_config import load_training_config
-    from videogen.training.transformer_data import cache_paths
+    from videogen.training.transformer_data import cache_paths, prepare_caches, require_tokenizer
 
-    config, overrides = ctx.cfg.transformer.path(), ctx.overrides(TRANSFORMER)
-    code, _ = run_child(["-c", CACHE_CHILD, str(config), *overrides], ctx.log)
-    if code != 0:
-        raise UserError(f"making the token cache stopped on the error above (exit code {code})")
+    cfg = load_training_config(ctx.cfg.transformer.path(), ctx.overrides(TRANSFORMER))
+    train, val = cache_paths(cfg, ctx.run_dir(TRANSFORMER))
+    single = DistInfo(rank=0, local_rank=0, world_size=1, device=pick_device(None), backend="none")
+    prepare_caches(cfg, single, require_tokenizer(cfg.tokenizer), train, val)
     info = {}
-    cfg = load_training_config(config, overrides)
-    for name, cache in zip(("train", "val"), cache_paths(cfg, ctx.run_dir(TRANSFORMER))):
+    for name, cache in (("train", train), ("val", val)):
         if cache is not None:
             index = read_index(cache)
             info[name] = {"path": str(cache), "items": index["num_items"], "grid": index["grid_shape"]}
@@ -186,27 +185,6 @@ def cache_stage(ctx: DemoContext) -> dict[str, Any]:
         "tokens" + (f", {info['val']['items']} held-out" if "val" in info else "")
     )
     return info
-
-
-def make_caches(config: str, overrides: list[str]) -> int:
-    """Child process of :func:`cache_stage`: ``prepare_caches`` of a transformer config (exit code 2 on bad input)."""
-    from videogen.training.distributed import distributed_session
-    from videogen.training.transformer_config import load_training_config
-    from videogen.training.transformer_data import cache_paths, prepare_caches, require_tokenizer
-
-    try:
-        cfg = load_training_config(config, overrides)
-        tokenizer = require_tokenizer(cfg.tokenizer)
-        train, val = cache_paths(cfg, Path(cfg.run.root) / cfg.run.name)
-        with distributed_session() as dist:
-            prepare_caches(cfg, dist, tokenizer, train, val)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-CACHE_CHILD = "import sys; from videogen.demo.stages import make_caches; sys.exit(make_caches(sys.argv[1], sys.argv[2:]))"
 
 
 def cache_ready(ctx: DemoContext) -> bool:
@@ -224,6 +202,10 @@ def load_pipeline(ctx: DemoContext):
 
 
 def showcase_stage(ctx: DemoContext) -> dict[str, Any]:
+    """Every use on the first held-out clip, one image and one clip per class, then every use on the next
+    held-out clips (up to ``showcase.num_clips``) while the budget leaves room for the evaluation."""
+    import time
+
     from videogen.data.manifest import read_manifest
     from videogen.inference.showcase import run_showcase
     from videogen.video_io import read_video
@@ -231,15 +213,16 @@ def showcase_stage(ctx: DemoContext) -> dict[str, Any]:
     pipe = load_pipeline(ctx)
     show = ctx.cfg.showcase
     manifest = read_manifest(ctx.val_manifest)
-    clips = []
+    info: dict[str, Any] = {"clips": [], "num_frames": pipe.num_frames, "frame_size": list(pipe.frame_size)}
     for i in range(min(show.num_clips, len(manifest))):
+        started = time.time()
         fps = float(manifest.fps[i]) or None
         frames = read_video(manifest.paths[i])
         # one window at the model's rate is all the showcase uses: (T, H, W, 3) -> (T', H, W, 3)
         keep = math.ceil(pipe.num_frames * fps / pipe.fps) if fps and pipe.fps else pipe.num_frames
         folder = ctx.out / "showcase" / f"clip_{i:02d}"
         paths = run_showcase(pipe, frames[:keep], folder, fps=fps, steps=show.steps, seed=show.seed + i)
-        clips.append(
+        info["clips"].append(
             {
                 "source": str(manifest.paths[i]),
                 "label": int(manifest.labels[i]),
@@ -247,14 +230,11 @@ def showcase_stage(ctx: DemoContext) -> dict[str, Any]:
                 "files": {name: str(p.relative_to(ctx.out)) for name, p in paths.items()},
             }
         )
-    info: dict[str, Any] = {
-        "clips": clips,
-        "num_frames": pipe.num_frames,
-        "frame_size": list(pipe.frame_size),
-    }
-    if pipe.num_classes > 0 and show.generate == "per_class":
-        fps = pipe.fps or float(manifest.fps[0]) or None
-        info["classes"] = class_samples(pipe, ctx.out / "showcase", show.steps, show.seed, fps, ctx.out)
+        if i == 0 and pipe.num_classes > 0 and show.generate == "per_class":
+            folder = ctx.out / "showcase"
+            info["classes"] = class_samples(pipe, folder, show.steps, show.seed, pipe.fps or fps, ctx.out)
+        if ctx.clock.left_until(ctx.cfg.budget.showcase_end) < time.time() - started:
+            break  # the rest of the budget is the evaluation's
     return info
 
 
@@ -284,22 +264,56 @@ def showcase_ready(ctx: DemoContext) -> bool:
 
 
 def evaluate_stage(ctx: DemoContext) -> dict[str, Any]:
+    """Frame prediction on the held-out clips, ``batch_size`` clips at a time until the budget ends (at least
+    one batch, at most ``evaluation.num_clips``); the chunks' means are merged, weighted by their clips."""
+    import time
+
+    import numpy as np
+
+    from videogen.data.manifest import read_manifest
     from videogen.inference.evaluate_prediction import evaluate_frame_prediction, format_prediction_table
     from videogen.inference.output import write_json
     from videogen.inference.sampling import SamplingOptions
 
     pipe = load_pipeline(ctx)
     ev = ctx.cfg.evaluation
-    result = evaluate_frame_prediction(
-        pipe.engine,
-        ctx.val_manifest,
-        limit=ev.num_clips,
-        batch_size=ev.batch_size,
-        options=SamplingOptions(seed=ev.seed, steps=ev.steps),
-    )
+    manifest = read_manifest(ctx.val_manifest)
+    total = len(manifest) if ev.num_clips is None else min(ev.num_clips, len(manifest))
+    parts: list[dict] = []
+    for start in range(0, total, ev.batch_size):
+        started = time.time()
+        chunk = manifest.select(np.arange(start, min(start + ev.batch_size, total)))
+        options = SamplingOptions(seed=ev.seed + start, steps=ev.steps)
+        parts.append(
+            evaluate_frame_prediction(pipe.engine, chunk, batch_size=ev.batch_size, options=options)[
+                "frame_prediction"
+            ]
+        )
+        if start + ev.batch_size < total and ctx.clock.left_until(1.0) < 1.2 * (time.time() - started):
+            ctx.log(
+                f"[demo] evaluate: the budget ends: {start + ev.batch_size} of {total} held-out clips scored"
+            )
+            break
+    result = {"frame_prediction": merge_means(parts)}
+    result["frame_prediction"]["data"] = str(ctx.val_manifest)
     write_json(ctx.out / "frame_prediction.json", result)
     ctx.log(format_prediction_table(result))
     return {"file": "frame_prediction.json", "num_clips": result["frame_prediction"]["num_clips"]}
+
+
+def merge_means(parts: list[dict]) -> dict:
+    """Results of :func:`evaluate_frame_prediction` on disjoint clips -> one: every float (and list of floats)
+    is a mean over clips, so it is averaged weighted by ``num_clips``; everything else is the first part's."""
+    weights = [part["num_clips"] for part in parts]
+    merged = dict(parts[0], num_clips=sum(weights))
+    for key, value in parts[0].items():
+        if isinstance(value, float):
+            merged[key] = sum(w * p[key] for w, p in zip(weights, parts)) / sum(weights)
+        elif isinstance(value, list) and value and all(isinstance(v, float) for v in value):
+            merged[key] = [
+                sum(w * p[key][i] for w, p in zip(weights, parts)) / sum(weights) for i in range(len(value))
+            ]
+    return merged
 
 
 def evaluate_ready(ctx: DemoContext) -> bool:

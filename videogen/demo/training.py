@@ -1,20 +1,20 @@
 """A demo training stage: ``./run.sh train tokenizer|transformer`` in a child process, timed to a deadline.
 
-Each call of a training loop is a fresh ``python -m videogen train ...`` process (exactly the command a
-person would run; no DeepSpeed, process-group or thread state left behind in the demo process, whose
-later forks of data workers stay safe). With ``budget.plan: measure`` the loop first runs
-``probe_steps`` steps (no final evaluation, no sample videos) and the seconds per step are read from the
-run's ``metrics.jsonl``; the learning rate then decays over the steps expected to fit until the stage's
-deadline, and the loop is called again: it resumes from the probe's checkpoint
-(``train.checkpoint.resume: auto``) and trains until a :class:`Watchdog` sends it SIGTERM at the
-deadline. The loop writes a checkpoint and exits (its documented signal behaviour); a last call with
-``max_steps`` = the step reached only exports and evaluates. A shared machine that slows down or speeds
-up changes the step count, not the wall time. An interrupted stage resumes from its checkpoint and
-trains until this invocation's deadline. ``plan: fixed`` trains the config's own ``train.max_steps``.
+Each call of a training loop is a fresh ``python -m videogen train ...`` process: exactly the command a
+person would run, and no DeepSpeed, process-group or thread state is left in the demo process (whose
+later forks of data workers stay safe). With ``budget.plan: measure`` the loop first runs ``probe_steps``
+steps (no final evaluation, no sample videos, no learning-rate decay yet); the seconds per step are read
+from the run's ``metrics.jsonl`` and ``train.max_steps`` is set to the steps that fit until the stage's
+deadline. The loop is called again and resumes from the probe's checkpoint (``train.checkpoint.resume:
+auto``). Should the machine slow down (it may be shared), a :class:`Watchdog` sends the loop SIGTERM
+near the deadline: it writes a checkpoint and exits (its documented signal behaviour), and a last call
+with ``max_steps`` = the step reached only exports and evaluates. The plan is kept in ``demo.json``: an
+interrupted stage resumes to the same step count. ``plan: fixed`` trains the config's ``train.max_steps``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,19 +50,32 @@ def has_export(run_dir: Path) -> bool:
 
 
 class Watchdog:
-    """``with Watchdog(process, seconds, log) as dog:`` sends ``process`` one SIGTERM after ``seconds``
-    if it still runs (``dog.fired``). One only: a training loop takes a second one as "abort now"."""
+    """``with Watchdog(process, seconds, log, still_training) as dog:`` sends ``process`` one SIGTERM after
+    ``seconds`` if it still runs and ``still_training()`` says it has not reached its last step (``dog.fired``).
 
-    def __init__(self, process: subprocess.Popen, seconds: float | None, log: Callable[[str], Any]) -> None:
+    One signal only: a training loop takes a second one as "abort now". A loop past its last step is
+    left to finish its evaluation and export.
+    """
+
+    def __init__(
+        self,
+        process: subprocess.Popen,
+        seconds: float | None,
+        log: Callable[[str], Any],
+        still_training: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.process = process
         self.seconds = seconds
         self.log = log
+        self.still_training = still_training
         self.fired = False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         if self._done.wait(max(0.0, self.seconds)) or self.process.poll() is not None:
+            return
+        if not self.still_training():
             return
         self.log("[demo] this stage's time is up: stopping training at the next step (checkpoint kept)")
         self.fired = True
@@ -79,10 +92,28 @@ class Watchdog:
             self._thread.join()
 
 
+def logged_step(metrics_file: Path) -> int:
+    """The step of the last training record in a run's ``metrics.jsonl`` (0 when none)."""
+    step = 0
+    if metrics_file.is_file():
+        for line in metrics_file.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "event" not in record and "step" in record:
+                step = int(record["step"])
+    return step
+
+
 def run_child(
-    args: list[str], log: Callable[[str], Any], deadline_s: float | None = None
+    args: list[str],
+    log: Callable[[str], Any],
+    deadline_s: float | None = None,
+    still_training: Callable[[], bool] = lambda: True,
 ) -> tuple[int, bool]:
-    """Run ``python <args>`` from the repository root; returns (exit code, whether the watchdog stopped it).
+    """Run ``python <args>`` with the repository on the path; returns (exit code, whether the watchdog
+    stopped it after ``deadline_s``).
 
     Ctrl-C reaches the child too (same process group): we wait for it to write its checkpoint and exit,
     then raise :class:`DemoInterrupted`.
@@ -91,7 +122,7 @@ def run_child(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     process = subprocess.Popen([sys.executable, *args], env=env)
     interrupted = False
-    with Watchdog(process, deadline_s, log) as dog:
+    with Watchdog(process, deadline_s, log, still_training) as dog:
         while True:
             try:
                 code = process.wait()
@@ -123,7 +154,8 @@ class TrainingStage:
         # --config before the positionals: argparse cannot take positionals on both sides of an option
         command = ["-m", "videogen", "train", "--config", str(self.config), self.what, *overrides]
         log(f"[demo] $ ./run.sh train --config {self.config} {self.what} {' '.join(overrides)}")
-        code, fired = run_child(command, log, deadline_s)
+        metrics = self.run_dir / "metrics.jsonl"
+        code, fired = run_child(command, log, deadline_s, lambda: logged_step(metrics) < max_steps)
         if code != 0 and not fired:
             if code == 2:
                 raise UserError(f"{self.what} training stopped on the error above (exit code 2)")
@@ -141,8 +173,8 @@ def _probe(stage: TrainingStage, budget: BudgetConfig, log: Callable[[str], Any]
     probe = min(budget.probe_steps, stage.cap)
     before = latest_step(stage.run_dir)
     started = time.time()
-    if before < probe:
-        stage.train_to(probe, stage.probe_overrides, log)
+    if before < probe:  # no decay yet: the steps that fit are not known
+        stage.train_to(probe, [*stage.probe_overrides, f"train.schedule.decay_steps={stage.cap}"], log)
     wall = time.time() - started
     rate = seconds_per_step(stage.run_dir / "metrics.jsonl")
     if rate is None:  # too few logged steps: the whole call, startup included
@@ -159,40 +191,39 @@ def run_training(
     state: DemoState,
     log: Callable[[str], Any],
 ) -> dict[str, Any]:
-    """Train ``stage`` until its deadline (``end_fraction`` of the budget) and export it.
+    """Train ``stage`` for the steps that fit until its deadline (``end_fraction`` of the budget), export it.
 
-    After the probe, ``expected`` = the steps that fit until the deadline at the probe's rate; the learning
-    rate decays over them (``train.schedule.decay_steps``, then its floor), ``train.max_steps`` is 3x that
-    (or the config's cap) and the watchdog ends training when the time is up, leaving ``1 - margin`` of
-    the stage for the restart, the final evaluation and the export.
-    Returns ``{"steps", "expected_steps", "s_per_step"}``.
+    After the probe, ``planned`` = the steps that fit in ``margin`` of the time left at the probe's rate
+    (kept in ``demo.json``); the loop trains to it. If the machine slows down, the watchdog stops the
+    training at the deadline minus half the remaining ``1 - margin`` (left for the final evaluation and
+    export), and a last call exports what was reached. Returns ``{"steps", "planned_steps", "s_per_step"}``.
     """
     info = state.stage(stage.what)
     if budget.plan == "fixed":
         stage.train_to(stage.cap, [], log)
         return {"steps": stage.cap, "s_per_step": seconds_per_step(stage.run_dir / "metrics.jsonl")}
-    if "expected_steps" not in info:
+    if "planned_steps" not in info:
         info.update(_probe(stage, budget, log))
         left = clock.left_until(end_fraction)
-        expected = plan_steps(
+        planned = plan_steps(
             info["probe_steps"], info["probe_s_per_step"], info["startup_s"], left, budget.margin, stage.cap
         )
-        info["expected_steps"] = expected
+        info["planned_steps"] = planned
         state.save()
         log(
             f"[demo] {stage.what}: {info['probe_s_per_step']:.2f} s/step over the first {info['probe_steps']} "
-            f"steps; about {expected} steps fit in the {format_duration(left)} left: training until then"
+            f"steps; {format_duration(left)} left for this stage -> train.max_steps={planned}"
         )
-    expected = info["expected_steps"]
-    schedule = [f"train.schedule.decay_steps={max(1, expected - stage.warmup)}"]
-    ceiling = min(stage.cap, 3 * expected)
+    planned = info["planned_steps"]
     left = clock.left_until(end_fraction)
-    deadline = left - info.get("startup_s", 0.0) - (1 - budget.margin) * left
-    reached, fired = stage.call(ceiling, schedule, log, deadline)
-    if reached < ceiling and not fired:
-        raise DemoInterrupted(f"{stage.what} training stopped at step {reached}")
-    if fired:
-        log(f"[demo] {stage.what}: time is up at step {reached} (about {expected} expected); exporting")
-        stage.train_to(reached, schedule, log)  # nothing left to train: export and final evaluation
+    deadline = left - info.get("startup_s", 0.0) - 0.5 * (1 - budget.margin) * left
+    reached, fired = stage.call(planned, [], log, deadline)
+    if reached < planned and not fired:
+        raise DemoInterrupted(f"{stage.what} training stopped at step {reached} of {planned}")
+    if fired or not has_export(stage.run_dir):
+        log(
+            f"[demo] {stage.what}: stopped at step {reached} of {planned} to keep to the time budget; exporting"
+        )
+        stage.train_to(reached, [], log)  # nothing left to train: export and final evaluation
     rate = seconds_per_step(stage.run_dir / "metrics.jsonl")
-    return {"steps": reached, "expected_steps": expected, "s_per_step": rate}
+    return {"steps": reached, "planned_steps": planned, "s_per_step": rate}

@@ -58,8 +58,8 @@ def contiguous_parameters(module: torch.nn.Module) -> torch.nn.Module:
     DeepSpeed broadcasts each parameter as ``p.data.view(torch.uint8)`` at start, which fails for
     ``channels_last_3d`` weights (last stride != 1); ZeRO-1/2 flatten them into contiguous buffers anyway.
     """
-    for param in module.parameters():
-        param.data = param.data.clone(memory_format=torch.contiguous_format)  # not .contiguous(): a no-op for 1x1x1
+    for param in module.parameters():  # clone, not .contiguous(): that keeps the strides of 1x1x1 kernels
+        param.data = param.data.clone(memory_format=torch.contiguous_format)
     return module
 
 
