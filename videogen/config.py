@@ -214,6 +214,17 @@ def _deep_copy(data: Any) -> Any:
 # ----------------------------------------------------------------------------- files
 
 
+def deep_merge(base: dict, extra: dict) -> dict:
+    """``base`` updated by ``extra``, nested dicts merged key by key (neither input is changed)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

@@ -199,9 +199,7 @@ def build_perceptual_loss(
     if not vgg_path:
         if lpips_path:
             raise UserError("LPIPS linear weights were given without VGG16 weights; give the VGG16 file too")
-        log(
-            "perceptual loss: off (no VGG16 weights file given; set the perceptual weights path to enable it)"
-        )
+        log("perceptual loss: off (no VGG16 weights file given; loss.vgg_path=FILE turns it on)")
         return None
     loss = PerceptualLoss.from_files(vgg_path, lpips_path)
     kind = "LPIPS" if loss.lins is not None else "VGG16 features (uniform channel weights)"

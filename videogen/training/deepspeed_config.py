@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from videogen.config import deep_merge
 from videogen.errors import UserError
 from videogen.training.config import OptimizerConfig, TrainConfig
 
@@ -57,16 +58,6 @@ def _optimizer_section(opt: OptimizerConfig, device_type: str) -> dict[str, Any]
     if opt.name == "adam":
         return {"type": "Adam", "params": {**params, "adam_w_mode": False}}
     return {"type": "AdamW", "params": params}
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _find_auto(node: Any, path: str = "") -> str | None:
@@ -131,7 +122,7 @@ def build_deepspeed_config(
         "wall_clock_breakdown": False,
     }
     if engine.deepspeed_overrides:
-        ds = _deep_merge(ds, read_overrides(engine.deepspeed_overrides))
+        ds = deep_merge(ds, read_overrides(engine.deepspeed_overrides))
     auto_key = _find_auto(ds)
     if auto_key:
         raise UserError(

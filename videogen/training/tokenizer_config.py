@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import videogen
-from videogen.config import ConfigError, apply_overrides, check, from_dict, read_yaml
+from videogen.config import ConfigError, apply_overrides, check, deep_merge, from_dict, read_yaml
 from videogen.data.config import DataConfig
 from videogen.tokenizer.config import TokenizerConfig
 from videogen.tokenizer.discriminator import DiscriminatorConfig
@@ -214,16 +214,6 @@ class TokenizerTrainingConfig:
         )
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _expand_model_preset(data: dict) -> dict:
     """``model: {preset: tiny, lfq: {entropy_weight: 0.2}}`` keeps the preset's other ``lfq`` keys (deep merge)."""
     model = data.get("model")
@@ -236,7 +226,7 @@ def _expand_model_preset(data: dict) -> dict:
             f"choose from {', '.join(TokenizerConfig.PRESETS)}"
         )
     rest = {k: v for k, v in model.items() if k != "preset"}
-    return {**data, "model": _deep_merge(dict(TokenizerConfig.PRESETS[name]), rest)}
+    return {**data, "model": deep_merge(dict(TokenizerConfig.PRESETS[name]), rest)}
 
 
 def load_training_config(
