@@ -173,7 +173,7 @@ def main() -> None:
     models = {}
     gemm_shapes = [(2048, 2048, 2048)]
     for name in args.preset:
-        overrides = {"codebook_bits": args.bits, "max_frames": max(g[0] for g in grids)}
+        overrides = {"codebook_size": 2**args.bits, "max_frames": max(g[0] for g in grids)}
         overrides.update(max_height=max(g[1] for g in grids), max_width=max(g[2] for g in grids))
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
@@ -198,7 +198,7 @@ def main() -> None:
         f"\nfp32 matmul ceiling {ceiling:.0f} GFLOP/s, bf16 {ceiling_bf16:.0f} GFLOP/s "
         f"(best GEMM of {len(gemm_shapes)} shapes, measured before and between the settings); torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {args.clock} clock, batch {args.batch}, {args.bits}-bit codes "
-        f"(heads {'x'.join(str(2**b) for b in next(iter(models.values())).config.sub_token_bits)})\n"
+        f"(heads {'x'.join(str(n) for n in next(iter(models.values())).config.sub_token_sizes)})\n"
     )
     print(
         "| preset (L/D/H) | tokens | dtype | attention | train step s (median / best) | train GFLOP/s | "

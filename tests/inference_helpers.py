@@ -34,7 +34,7 @@ def export_tiny_models(root: Path) -> tuple[Path, Path]:
     tokenizer = VideoTokenizer.from_preset("tiny", base_channels=8, num_groups=4, lfq={"bits": 6})
     transformer = CommitTransformer.from_preset(
         "tiny",
-        codebook_bits=6,
+        codebook_size=64,
         hidden_size=32,
         num_layers=2,
         num_heads=2,

@@ -194,7 +194,7 @@ def test_task_prefix_classes() -> None:
 def test_loss_groups_and_values() -> None:
     g = gen(5)
     batch, n = 2, 12
-    logits = TokenLogits((torch.randn(batch, n, 16, generator=g),), (4,))
+    logits = TokenLogits((torch.randn(batch, n, 16, generator=g),), (16,))
     targets = torch.randint(0, 16, (batch, 1, 3, 4), generator=g)
     masked = torch.rand(batch, 1, 3, 4, generator=g) < 0.5
     cond = torch.rand(batch, 1, 3, 4, generator=g) < 0.5
@@ -222,7 +222,7 @@ def test_split_loss_is_the_joint_cross_entropy() -> None:
     """Two sub-token heads: summed CE == CE of the product distribution over all 2**bits codes."""
     g = gen(6)
     lo, hi = torch.randn(1, 5, 8, generator=g), torch.randn(1, 5, 4, generator=g)  # bits (3, 2)
-    logits = TokenLogits((lo, hi), (3, 2))
+    logits = TokenLogits((lo, hi), (8, 4))
     targets = torch.randint(0, 32, (1, 5), generator=g)
     joint = (F.log_softmax(lo, -1).unsqueeze(-2) + F.log_softmax(hi, -1).unsqueeze(-1)).reshape(1, 5, 32)
     expected = -joint.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # joint index = hi * 8 + lo

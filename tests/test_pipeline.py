@@ -211,11 +211,11 @@ def test_bad_inputs_raise_user_errors(pipe, clip, exports) -> None:
             pytest.fail(f"no UserError for: {name}")
 
 
-def test_tokenizer_with_other_bits_is_refused(exports, tmp_path) -> None:
+def test_tokenizer_with_another_codebook_size_is_refused(exports, tmp_path) -> None:
     VideoTokenizer.from_preset("tiny", base_channels=8, num_groups=4, lfq={"bits": 5}).save_pretrained(
         tmp_path
     )
-    with pytest.raises(UserError, match="5-bit"):
+    with pytest.raises(UserError, match="32 codes"):
         VideoGenPipeline.from_pretrained(tmp_path, exports[1])
 
 

@@ -23,7 +23,7 @@ class StubModel(nn.Module):
     def __init__(self, cond: list[torch.Tensor], uncond: list[torch.Tensor] | None = None) -> None:
         super().__init__()
         self.cond, self.uncond = cond, uncond or cond
-        self.bits = tuple(int(c.numel()).bit_length() - 1 for c in cond)
+        self.sizes = tuple(int(c.numel()) for c in cond)
         self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, tokens: torch.Tensor, task_ids: torch.Tensor, class_ids: torch.Tensor) -> TokenLogits:
@@ -34,7 +34,7 @@ class StubModel(nn.Module):
             torch.where(twin, u.expand(batch, num, -1), c.expand(batch, num, -1))
             for c, u in zip(self.cond, self.uncond)
         )
-        return TokenLogits(parts, self.bits)
+        return TokenLogits(parts, self.sizes)
 
 
 def condition(
@@ -211,8 +211,8 @@ def test_guidance_twin_and_formula() -> None:
     guided = torch.softmax(cond_logits + scale * (cond_logits - uncond_logits), 0)
     counts = torch.bincount(out.flatten(), minlength=4).float()
     assert chi_square(counts, guided) < 16.3  # chi2(3) 0.999
-    pair = TokenLogits((cond_logits.view(1, 1, 4),), (2,)).guided(
-        TokenLogits((uncond_logits.view(1, 1, 4),), (2,)), scale
+    pair = TokenLogits((cond_logits.view(1, 1, 4),), (4,)).guided(
+        TokenLogits((uncond_logits.view(1, 1, 4),), (4,)), scale
     )
     torch.testing.assert_close(pair.parts[0].flatten(), cond_logits + scale * (cond_logits - uncond_logits))
 
@@ -246,7 +246,7 @@ def test_guidance_ramp() -> None:
 def test_real_model_cost_and_grids() -> None:
     torch.manual_seed(0)
     model = CommitTransformer.from_preset(
-        "tiny", codebook_bits=18, num_classes=2, hidden_size=64, num_layers=2, max_height=4, max_width=4
+        "tiny", codebook_size=2**18, num_classes=2, hidden_size=64, num_layers=2, max_height=4, max_width=4
     )
     calls = []
     model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))

@@ -11,9 +11,17 @@ from videogen.tokenizer import TokenizerConfig, VideoShapeError, VideoTokenizer
 from videogen.tokenizer.testing import random_video, tiny_config, tiny_model
 
 
-@pytest.fixture(scope="module")
-def model() -> VideoTokenizer:
-    return tiny_model()
+ARCHITECTURES = {
+    "plain": {},
+    # space-to-depth stem, then one spatial and two temporal downsamplings (still spatial /4, temporal /4)
+    "patch2": {"patch_size": 2, "spatial_downsample": (True, False)},
+}
+
+
+@pytest.fixture(scope="module", params=list(ARCHITECTURES))
+def model(request) -> VideoTokenizer:
+    """Every causality, chunking and round-trip test below runs on each architecture option."""
+    return tiny_model(**ARCHITECTURES[request.param])
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +71,7 @@ def test_large_preset_shapes_on_meta(preset):
             assert out.reconstruction.shape == (1, 3, frames, *size)
     for frames in (1, 5, 9, 17):
         assert tokenizer.latent_shape(frames, 64, 96) == (1 + (frames - 1) // 4, 8, 12)
-    assert (tokenizer.latent_bits, tokenizer.codebook_size) == (18, 2**18)
+    assert (tokenizer.latent_channels, tokenizer.codebook_size) == (18, 2**18)
     assert (tokenizer.temporal_factor, tokenizer.spatial_factor) == (4, 8)
 
 
@@ -158,10 +166,11 @@ def test_forward_gives_losses_statistics_and_gradients(clip):
     tokenizer = tiny_model(torch.float32)
     out = tokenizer(clip.float(), step=0)
     assert out.reconstruction.shape == clip.shape and out.reconstruction.dtype == torch.float32
-    assert out.entropy_weight == pytest.approx(0.3)
-    torch.testing.assert_close(out.quantizer_loss, out.commitment_loss + out.entropy_loss)
-    assert 0 < out.codebook_usage <= 1 and 1 <= out.perplexity <= tokenizer.codebook_size
-    assert 0 <= out.per_sample_entropy and 0 < out.codebook_entropy <= 6 * 0.6932
+    m = out.quantizer_metrics
+    assert m["quantizer/entropy_weight"] == pytest.approx(0.3)
+    torch.testing.assert_close(out.quantizer_loss, m["quantizer/commitment"] + m["quantizer/entropy_loss"])
+    assert 0 < m["quantizer/batch_usage"] <= 1 and 1 <= m["quantizer/perplexity"] <= tokenizer.codebook_size
+    assert 0 <= m["quantizer/per_sample_entropy"] and 0 < m["quantizer/codebook_entropy"] <= 6 * 0.6932
     (out.reconstruction.abs().mean() + out.quantizer_loss).backward()
     for name in ("encoder.conv_in.weight", "decoder.conv_out.weight", "decoder.levels.0.norm.scale.weight"):
         grad = tokenizer.get_parameter(name).grad
@@ -222,7 +231,7 @@ def _as_dict(config: TokenizerConfig) -> dict:
 def test_presets_and_overrides():
     with torch.device("meta"):
         tokenizer = VideoTokenizer.from_preset("tiny", lfq={"bits": 12}, base_channels=16, num_groups=8)
-    assert tokenizer.latent_bits == 12 and tokenizer.config.base_channels == 16
+    assert tokenizer.latent_channels == 12 and tokenizer.config.base_channels == 16
     assert tokenizer.config.channel_multipliers == (1, 2, 2)  # the rest of the preset is kept
     with pytest.raises(ConfigError, match="preset"):
         VideoTokenizer.from_preset("XL")
@@ -260,3 +269,18 @@ def test_bad_tokens_and_chunks_raise(model, clip):
         model.encode(clip, chunk_frames=6)
     with pytest.raises(VideoShapeError, match="T = 8"):
         model.latent_shape(8, 16, 16)
+
+
+def test_patch_stem_and_per_level_downsampling_set_the_factors():
+    config = tiny_config(patch_size=4, spatial_downsample=(False, False))
+    assert (config.spatial_factor, config.temporal_factor) == (4, 4)
+    assert config.level_strides == ((2, 1), (2, 1))
+    tokenizer = VideoTokenizer(config).eval()
+    video = random_video(1, 9, 16, 24, dtype=torch.float32)
+    assert tokenizer.tokenize(video).shape == (1, 3, 4, 6)
+    assert tokenizer.encoder.conv_in.in_channels == 3 * 16 and tokenizer.decoder.conv_out.out_channels == 3 * 16
+    assert tiny_config(spatial_downsample=(True, False)).spatial_factor == 2
+    with pytest.raises(ConfigError, match="spatial_downsample"):
+        tiny_config(spatial_downsample=(True,))
+    with pytest.raises(ConfigError, match="patch_size"):
+        tiny_config(patch_size=0)

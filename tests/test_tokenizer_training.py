@@ -130,7 +130,7 @@ def test_train_writes_checkpoint_export_samples_and_metrics(gan_run, sample):
     rows = records(run_dir)
     losses = [r for r in rows if "loss/rec" in r]
     assert [r["step"] for r in losses] == [1, 2, 3]
-    for name in ("loss/g_adv", "loss/d", "loss/lecam", "d/logits_real", "d/logits_fake", "lfq/perplexity"):
+    for name in ("loss/g_adv", "loss/d", "loss/lecam", "d/logits_real", "d/logits_fake", "quantizer/perplexity"):
         assert all(np.isfinite(r[name]) for r in losses), name
     assert any("loss/r1" in r for r in losses)  # every second discriminator step
     assert all("grad_norm/generator" in r and "lr/discriminator" in r for r in losses)

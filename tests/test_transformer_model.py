@@ -19,7 +19,7 @@ SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_frames": 5, "m
 
 def small(bits: int = 18, **overrides) -> CommitTransformer:
     torch.manual_seed(0)
-    return CommitTransformer.from_preset("tiny", codebook_bits=bits, num_classes=3, **{**SMALL, **overrides})
+    return CommitTransformer.from_preset("tiny", codebook_size=2**bits, num_classes=3, **{**SMALL, **overrides})
 
 
 def ids(
@@ -41,7 +41,7 @@ def test_presets() -> None:
         for name, cfg in TransformerConfig.PRESETS.items()
     }
     assert sizes == {"tiny": (4, 256, 4), "S": (8, 512, 8), "B": (12, 768, 12), "L": (24, 1024, 16)}
-    model = CommitTransformer.from_preset("S", codebook_bits=18)
+    model = CommitTransformer.from_preset("S", codebook_size=2**18)
     assert model.config.hidden_size == 512 and len(model.blocks) == 8
     with pytest.raises(ConfigError, match="preset"):
         CommitTransformer.from_preset("XL")
@@ -50,16 +50,30 @@ def test_presets() -> None:
 
 
 @pytest.mark.parametrize(
-    ("bits", "mode", "expected"),
-    [(18, "auto", (9, 9)), (14, "auto", (14,)), (15, "auto", (8, 7)), (10, "split", (5, 5))],
+    ("size", "mode", "expected"),
+    [
+        (2**18, "auto", (512, 512)),
+        (2**14, "auto", (2**14,)),
+        (2**15, "auto", (256, 128)),
+        (2**10, "split", (32, 32)),
+        (1000, "auto", (1000,)),  # FSQ (8, 5, 5, 5): one head of its own size
+        (64000, "auto", (64000,)),
+    ],
 )
-def test_sub_token_bits(bits: int, mode: str, expected: tuple[int, ...]) -> None:
-    assert TransformerConfig(codebook_bits=bits, sub_tokens=mode).sub_token_bits == expected
+def test_sub_token_sizes(size: int, mode: str, expected: tuple[int, ...]) -> None:
+    assert TransformerConfig(codebook_size=size, sub_tokens=mode).sub_token_sizes == expected
+
+
+def test_only_power_of_two_codebooks_split() -> None:
+    with pytest.raises(ConfigError, match="power-of-two"):
+        TransformerConfig(codebook_size=1000, sub_tokens="split").validate()
+    with pytest.raises(ConfigError, match="too wide"):
+        TransformerConfig(codebook_size=100_000).validate()
 
 
 def test_no_single_head_over_the_full_large_vocabulary() -> None:
     with pytest.raises(ConfigError, match="sub_tokens"):
-        CommitTransformer.from_preset("tiny", codebook_bits=18, sub_tokens="single")
+        CommitTransformer.from_preset("tiny", codebook_size=2**18, sub_tokens="single")
     model = small(18)
     widest = max(max(p.shape) for p in model.parameters())
     assert widest == 512  # the two 2**9 heads/tables; nothing 2**18 wide
@@ -67,13 +81,14 @@ def test_no_single_head_over_the_full_large_vocabulary() -> None:
 
 def test_split_merge_round_trip() -> None:
     codes = ids(4, (5, 4, 4), 18)
-    low, high = split_tokens(codes, (9, 9))
+    low, high = split_tokens(codes, (512, 512))
     assert torch.equal(low, codes & 511) and torch.equal(high, codes >> 9)
-    assert torch.equal(merge_tokens((low, high), (9, 9)), codes)
+    assert torch.equal(merge_tokens((low, high), (512, 512)), codes)
     odd = ids(4, (1, 4, 4), 15)
-    assert torch.equal(merge_tokens(split_tokens(odd, (8, 7)), (8, 7)), odd)
+    assert torch.equal(merge_tokens(split_tokens(odd, (256, 128)), (256, 128)), odd)
     everything = torch.arange(2**10)
-    assert torch.equal(merge_tokens(split_tokens(everything, (5, 5)), (5, 5)), everything)
+    assert torch.equal(merge_tokens(split_tokens(everything, (32, 32)), (32, 32)), everything)
+    assert split_tokens(everything, (1024,))[0] is everything
 
 
 @pytest.mark.parametrize("bits", [6, 18])

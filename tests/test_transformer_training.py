@@ -118,8 +118,8 @@ def test_run_config_holds_the_data_section_and_the_filled_model(world):
     saved = yaml.safe_load((world["run_dir"] / "config.yaml").read_text())
     assert saved["data"]["num_frames"] == FRAMES and saved["data"]["resolution"] == RES
     model = saved["model"]  # from the cache: 6-bit tokens on a 3 x 4 x 4 grid, 10 digit classes
-    assert (model["codebook_bits"], model["max_frames"], model["max_height"], model["max_width"]) == (
-        6,
+    assert (model["codebook_size"], model["max_frames"], model["max_height"], model["max_width"]) == (
+        64,
         3,
         4,
         4,

@@ -287,7 +287,6 @@ def cache_settings(
         },
         "grid_shape": list(tokenizer.latent_shape(cfg.num_frames, cfg.resolution, cfg.resolution)),
         "codebook_size": tokenizer.codebook_size,
-        "codebook_bits": tokenizer.latent_bits,
         "dtype": token_dtype(tokenizer.codebook_size).name,
         "shard_size": cfg.shard_size,
         "num_clips": num_clips,

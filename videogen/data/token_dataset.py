@@ -44,7 +44,7 @@ class TokenDataset(Dataset):
     Image generation needs no separate cache: with the causal tokenizer ``tokens[:1]`` (latent frame 0)
     are exactly the tokens of frame 0 alone.
 
-    Attributes: ``grid_shape`` (T', H', W'), ``codebook_size``, ``codebook_bits``, ``tasks``,
+    Attributes: ``grid_shape`` (T', H', W'), ``codebook_size``, ``tasks``,
     ``task_ids`` {task: task-token id}, ``num_classes``, ``classes`` (names or None),
     ``masks`` {task: bool (T', H', W')}, ``index`` (the parsed ``index.json``).
     ``source(i)`` -> (manifest row, window number, flipped) of item ``i``.
@@ -74,7 +74,6 @@ class TokenDataset(Dataset):
         self.task_ids = {name: int(cached[name]["task_id"]) for name in self.tasks}
         self.grid_shape: tuple[int, int, int] = tuple(self.index["grid_shape"])
         self.codebook_size: int = int(self.index["codebook_size"])
-        self.codebook_bits: int = int(self.index["codebook_bits"])
         self.num_classes: int = int(self.index["num_classes"])
         self.classes: tuple[str, ...] | None = (
             tuple(self.index["classes"]) if self.index.get("classes") is not None else None

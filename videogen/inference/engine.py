@@ -49,10 +49,10 @@ class InferenceEngine:
     """A tokenizer and a transformer that fit together, on one device, in eval mode."""
 
     def __init__(self, tokenizer: VideoTokenizer, transformer: CommitTransformer, geometry: Geometry) -> None:
-        if tokenizer.latent_bits != transformer.config.codebook_bits:
+        if tokenizer.codebook_size != transformer.config.codebook_size:
             raise UserError(
-                f"the tokenizer makes {tokenizer.latent_bits}-bit tokens but the transformer was trained on "
-                f"{transformer.config.codebook_bits}-bit tokens; pass the tokenizer the transformer was trained with"
+                f"the tokenizer has {tokenizer.codebook_size} codes but the transformer was trained on "
+                f"{transformer.config.codebook_size}; pass the tokenizer the transformer was trained with"
             )
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()

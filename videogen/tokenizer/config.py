@@ -22,15 +22,19 @@ An *image* tokenizer is a config with ``temporal_kernel_size=1`` and no temporal
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from videogen.config import ConfigError, check
 
 
+QUANTIZERS = ("lfq", "fsq", "bsq", "vq")
+
+
 @dataclass
-class LFQConfig:
-    """Lookup-free quantizer: ``bits`` sign bits per latent position, 2**bits codes.
+class BinaryCodeConfig:
+    """What LFQ and BSQ share: ``bits`` sign bits per latent position, 2**bits codes, and their losses.
 
     Loss = commitment_weight * mean((z - sg(q))^2)
          + entropy_weight(step) * (mean per-sample entropy - codebook_entropy_gamma * codebook entropy).
@@ -47,11 +51,6 @@ class LFQConfig:
     codebook_entropy_gamma: float = 1.0
     entropy_anneal_start: float = 3.0  # multiplier of entropy_weight at step 0
     entropy_anneal_steps: int = 2000
-    # what keeps z at O(1) before the sign: "group_norm" (per frame, no affine), "soft_clamp"
-    # (v * tanh(z / v)) or "none"
-    normalization: str = "group_norm"
-    norm_groups: int = 1  # groups of the "group_norm" normalization (must divide bits)
-    soft_clamp_value: float = 10.0
 
     def validate(self) -> None:
         check(1 <= self.bits <= 30, "bits", self.bits, "use 1..30 bits (2**bits codes fit in int64 math)")
@@ -64,6 +63,28 @@ class LFQConfig:
         check(
             self.entropy_anneal_steps >= 0, "entropy_anneal_steps", self.entropy_anneal_steps, "must be >= 0"
         )
+
+    @property
+    def latent_channels(self) -> int:
+        return self.bits
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.bits
+
+
+@dataclass
+class LFQConfig(BinaryCodeConfig):
+    """Lookup-free quantizer (MAGVIT-v2): codes sign(z) in {-1, +1}^bits after a normalization."""
+
+    # what keeps z at O(1) before the sign: "group_norm" (per frame, no affine), "soft_clamp"
+    # (v * tanh(z / v)) or "none"
+    normalization: str = "group_norm"
+    norm_groups: int = 1  # groups of the "group_norm" normalization (must divide bits)
+    soft_clamp_value: float = 10.0
+
+    def validate(self) -> None:
+        super().validate()
         check(
             self.normalization in ("group_norm", "soft_clamp", "none"),
             "normalization",
@@ -79,6 +100,72 @@ class LFQConfig:
         check(self.soft_clamp_value > 0, "soft_clamp_value", self.soft_clamp_value, "must be > 0")
 
 
+@dataclass
+class BSQConfig(BinaryCodeConfig):
+    """Binary spherical quantizer (BSQ-ViT): z L2-normalized over its channels, then sign / sqrt(bits).
+
+    Every code has norm 1, so the quantization error is bounded and no commitment loss is needed
+    (the BSQ recipe uses 0); the entropy terms are LFQ's, on the scaled codes.
+    """
+
+    commitment_weight: float = 0.0
+
+
+@dataclass
+class FSQConfig:
+    """Finite scalar quantizer: channel i of z bounded (tanh) and rounded to ``levels[i]`` values in [-1, 1].
+
+    prod(levels) codes, no auxiliary loss. Powers of two keep ids splittable into sub-tokens (the
+    transformer's two heads above 2**14 codes): (8, 8, 4, 4) = 2**10, (8,) * 6 = 2**18; the FSQ paper's
+    (8, 5, 5, 5) = 1000 works with a one-head transformer.
+    """
+
+    levels: tuple[int, ...] = (8, 8, 8, 8, 8, 8)
+
+    def validate(self) -> None:
+        check(
+            len(self.levels) >= 1 and all(level >= 2 for level in self.levels),
+            "levels",
+            self.levels,
+            "need at least one channel with >= 2 levels",
+        )
+        check(math.prod(self.levels) <= 2**30, "levels", self.levels, "at most 2**30 codes in all")
+
+    @property
+    def latent_channels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.levels)
+
+
+@dataclass
+class VQConfig:
+    """Lookup-codebook VQ (VQGAN / ViT-VQGAN line): ``dim``-d L2-normalized latents, nearest of
+    ``codebook_size`` L2-normalized codes by cosine. The codebook follows EMAs of its assigned latents
+    (decay ``ema_decay``, summed over ranks); a code whose EMA count falls below ``dead_code_threshold``
+    times the mean count is restarted from a latent of the batch. Loss: commitment_weight *
+    mean((z - sg(q))^2)."""
+
+    codebook_size: int = 1024
+    dim: int = 8
+    commitment_weight: float = 0.25
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 0.03
+
+    def validate(self) -> None:
+        check(2 <= self.codebook_size <= 2**20, "codebook_size", self.codebook_size, "use 2 .. 2**20")
+        check(self.dim >= 1, "dim", self.dim, "must be >= 1")
+        check(self.commitment_weight >= 0, "commitment_weight", self.commitment_weight, "must be >= 0")
+        check(0 <= self.ema_decay < 1, "ema_decay", self.ema_decay, "must be in [0, 1)")
+        check(self.dead_code_threshold >= 0, "dead_code_threshold", self.dead_code_threshold, "must be >= 0")
+
+    @property
+    def latent_channels(self) -> int:
+        return self.dim
+
+
 _TINY = {
     "base_channels": 32,
     "num_groups": 8,
@@ -86,7 +173,11 @@ _TINY = {
     "num_res_blocks": 1,
     "num_mid_blocks": 1,
     "temporal_downsample": (True, True),
+    # the four quantizers at about 10 bits per latent position
     "lfq": {"bits": 10},
+    "bsq": {"bits": 10},
+    "fsq": {"levels": (8, 8, 4, 4)},
+    "vq": {"codebook_size": 1024},
 }
 _S = {
     "base_channels": 64,
@@ -95,6 +186,9 @@ _S = {
     "num_mid_blocks": 2,
     "temporal_downsample": (False, True, True),
     "lfq": {"bits": 18},
+    "bsq": {"bits": 18},
+    "fsq": {"levels": (8, 8, 8, 8, 8, 8)},
+    "vq": {"codebook_size": 16384},
 }
 _B = {**_S, "base_channels": 128, "num_res_blocks": 4, "num_mid_blocks": 4}
 _L = {**_B, "num_res_blocks": 6, "num_mid_blocks": 6}
@@ -102,13 +196,19 @@ _L = {**_B, "num_res_blocks": 6, "num_mid_blocks": 6}
 
 @dataclass
 class TokenizerConfig:
-    """Causal 3D-CNN encoder/decoder around an LFQ bottleneck (defaults = preset ``B``).
+    """Causal 3D-CNN encoder/decoder around a quantizer (defaults = preset ``B``).
 
-    Level i of the encoder has ``num_res_blocks`` ResBlocks at ``base_channels * channel_multipliers[i]``
-    channels; every level but the last ends in a stride-2 causal conv that halves H and W, and also T
-    when ``temporal_downsample[i]`` (so ``len(temporal_downsample) == len(channel_multipliers) - 1``).
-    Spatial factor = 2**(levels-1), temporal factor = 2**sum(temporal_downsample); a clip needs
-    T = 1 + temporal_factor * k frames and gives 1 + k latent frames.
+    With ``patch_size`` p > 1 the encoder first folds p x p pixel patches into channels (space-to-depth,
+    a cheap full-resolution stem: no conv runs at full resolution) and the decoder's last conv makes
+    the 3 p^2 values of each patch. Level i of the encoder has ``num_res_blocks`` ResBlocks at
+    ``base_channels * channel_multipliers[i]`` channels; every level but the last ends in a strided
+    causal conv that halves T where ``temporal_downsample[i]`` and H, W where ``spatial_downsample[i]``
+    (None = every level). Spatial factor = p * 2**sum(spatial_downsample), temporal factor =
+    2**sum(temporal_downsample); a clip needs T = 1 + temporal_factor * k frames and gives 1 + k latent
+    frames.
+
+    ``quantizer`` picks the bottleneck (``lfq`` | ``fsq`` | ``bsq`` | ``vq``); its section (``lfq``,
+    ``fsq``, ``bsq``, ``vq``) configures it, the other sections are ignored.
     """
 
     PRESETS: ClassVar[dict[str, dict]] = {"tiny": _TINY, "S": _S, "B": _B, "L": _L}
@@ -119,11 +219,17 @@ class TokenizerConfig:
     num_res_blocks: int = 4
     num_mid_blocks: int = 4
     temporal_downsample: tuple[bool, ...] = (False, True, True)
+    spatial_downsample: tuple[bool, ...] | None = None  # per level like temporal_downsample; None = all
+    patch_size: int = 1  # space-to-depth stem: p x p pixel patches folded into channels (1 = none)
     temporal_kernel_size: int = 3  # 1 = an image tokenizer (every conv is per frame)
     spatial_kernel_size: int = 3
     num_groups: int = 32  # GroupNorm groups (must divide every channel count)
     norm_eps: float = 1e-6
+    quantizer: str = "lfq"
     lfq: LFQConfig = field(default_factory=LFQConfig)
+    fsq: FSQConfig = field(default_factory=FSQConfig)
+    bsq: BSQConfig = field(default_factory=BSQConfig)
+    vq: VQConfig = field(default_factory=VQConfig)
 
     # ------------------------------------------------------------------ derived sizes
 
@@ -132,12 +238,34 @@ class TokenizerConfig:
         return tuple(self.base_channels * m for m in self.channel_multipliers)
 
     @property
+    def level_strides(self) -> tuple[tuple[int, int], ...]:
+        """(temporal, spatial) stride of each downsampling level (encoder order, finest first)."""
+        spatial = self.spatial_downsample
+        if spatial is None:
+            spatial = (True,) * len(self.temporal_downsample)
+        return tuple((1 + bool(t), 1 + bool(s)) for t, s in zip(self.temporal_downsample, spatial))
+
+    @property
     def spatial_factor(self) -> int:
-        return 2 ** (len(self.channel_multipliers) - 1)
+        return self.patch_size * math.prod(s for _, s in self.level_strides)
 
     @property
     def temporal_factor(self) -> int:
-        return 2 ** sum(bool(t) for t in self.temporal_downsample)
+        return math.prod(t for t, _ in self.level_strides)
+
+    @property
+    def quantizer_config(self) -> LFQConfig | FSQConfig | BSQConfig | VQConfig:
+        """The section of the chosen quantizer."""
+        return getattr(self, self.quantizer)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the encoder's output and the decoder's input (the quantizer's code vectors)."""
+        return self.quantizer_config.latent_channels
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer_config.codebook_size
 
     def validate(self) -> None:
         check(self.in_channels >= 1, "in_channels", self.in_channels, "must be >= 1")
@@ -154,6 +282,13 @@ class TokenizerConfig:
             self.temporal_downsample,
             f"need one flag per downsampling level ({len(self.channel_multipliers) - 1} = levels - 1)",
         )
+        check(
+            self.spatial_downsample is None or len(self.spatial_downsample) == len(self.temporal_downsample),
+            "spatial_downsample",
+            self.spatial_downsample,
+            f"need null (every level) or one flag per downsampling level ({len(self.temporal_downsample)})",
+        )
+        check(self.patch_size >= 1, "patch_size", self.patch_size, "must be >= 1 (1 = no patchify stem)")
         check(self.num_res_blocks >= 1, "num_res_blocks", self.num_res_blocks, "must be >= 1")
         check(self.num_mid_blocks >= 0, "num_mid_blocks", self.num_mid_blocks, "must be >= 0")
         check(
@@ -182,10 +317,11 @@ class TokenizerConfig:
             f"must divide every level's channel count {self.level_channels}",
         )
         check(self.norm_eps > 0, "norm_eps", self.norm_eps, "must be > 0")
+        check(self.quantizer in QUANTIZERS, "quantizer", self.quantizer, f"choose from {', '.join(QUANTIZERS)}")
         try:
-            self.lfq.validate()
+            self.quantizer_config.validate()
         except ConfigError as e:  # name the nested key
-            raise ConfigError(str(e).replace("config key '", "config key 'lfq.", 1)) from None
+            raise ConfigError(str(e).replace("config key '", f"config key '{self.quantizer}.", 1)) from None
 
 
 def image_config(config: TokenizerConfig) -> TokenizerConfig:
@@ -194,5 +330,5 @@ def image_config(config: TokenizerConfig) -> TokenizerConfig:
         config,
         temporal_kernel_size=1,
         temporal_downsample=tuple(False for _ in config.temporal_downsample),
-        lfq=dataclasses.replace(config.lfq),
+        **{kind: dataclasses.replace(getattr(config, kind)) for kind in QUANTIZERS},
     )

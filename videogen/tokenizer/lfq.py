@@ -11,25 +11,22 @@ The quantizer always runs in fp32 or wider (autocast is disabled inside).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import nn
 
 from videogen.tokenizer.config import LFQConfig
 from videogen.tokenizer.lfq_entropy import factorized_entropy_terms
 from videogen.tokenizer.norm import frame_group_norm
+from videogen.tokenizer.quantizer import Quantizer, QuantizerOutput, at_least_fp32, no_autocast
 
 
 @dataclass
-class LFQOutput:
-    """What the quantizer gives for latents ``z (B, bits, *grid)``. Losses are weighted and ready to add."""
+class LFQOutput(QuantizerOutput):
+    """:class:`QuantizerOutput` (codes exactly +-scale, loss = commitment + entropy) with the LFQ terms."""
 
-    quantized: torch.Tensor  # (B, bits, *grid) exactly +-1, straight-through gradient to z
-    indices: torch.Tensor  # (B, *grid) int64 in [0, 2**bits)
-    loss: torch.Tensor  # commitment_loss + entropy_loss
     commitment_loss: torch.Tensor  # commitment_weight * mean((z - sg(q))^2)
     entropy_loss: torch.Tensor  # entropy_weight(step) * (per_sample_entropy - gamma * codebook_entropy)
     per_sample_entropy: torch.Tensor  # mean_n H(p_n), nats
@@ -39,45 +36,21 @@ class LFQOutput:
     perplexity: torch.Tensor  # exp(entropy of this batch's token histogram); 2**bits at most
 
 
-def _no_autocast(device: torch.device):
-    if device.type in ("cpu", "cuda", "xpu", "mps"):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
+class LFQ(Quantizer):
+    """Lookup-free quantizer with exact factorized entropy loss. No parameters.
 
+    ``LFQ(bits, **options)``: ``options`` are the other :class:`LFQConfig` fields.
+    """
 
-class LFQ(nn.Module):
-    """Lookup-free quantizer with exact factorized entropy loss. No parameters."""
+    config_class: type = LFQConfig
 
-    def __init__(
-        self,
-        bits: int,
-        temperature: float = 0.01,
-        commitment_weight: float = 0.25,
-        entropy_weight: float = 0.1,
-        codebook_entropy_gamma: float = 1.0,
-        entropy_anneal_start: float = 3.0,
-        entropy_anneal_steps: int = 2000,
-        normalization: str = "group_norm",
-        norm_groups: int = 1,
-        soft_clamp_value: float = 10.0,
-    ) -> None:
+    def __init__(self, bits: int, **options: Any) -> None:
         super().__init__()
-        self.config = LFQConfig(
-            bits=bits,
-            temperature=temperature,
-            commitment_weight=commitment_weight,
-            entropy_weight=entropy_weight,
-            codebook_entropy_gamma=codebook_entropy_gamma,
-            entropy_anneal_start=entropy_anneal_start,
-            entropy_anneal_steps=entropy_anneal_steps,
-            normalization=normalization,
-            norm_groups=norm_groups,
-            soft_clamp_value=soft_clamp_value,
-        )
+        self.config = self.config_class(bits=bits, **options)
         self.config.validate()
 
     @classmethod
-    def from_config(cls, config: LFQConfig) -> LFQ:
+    def from_config(cls, config) -> LFQ:
         return cls(**vars(config))
 
     @property
@@ -85,8 +58,17 @@ class LFQ(nn.Module):
         return self.config.bits
 
     @property
+    def latent_channels(self) -> int:
+        return self.config.bits
+
+    @property
     def codebook_size(self) -> int:
         return 2**self.config.bits
+
+    @property
+    def code_scale(self) -> float:
+        """The value of a bit in a code vector: codes are +-code_scale (1 for LFQ)."""
+        return 1.0
 
     # ------------------------------------------------------------------ codes <-> indices
 
@@ -99,16 +81,16 @@ class LFQ(nn.Module):
         return ((codes > 0).long() * self._powers(codes.device).view(shape)).sum(1)
 
     def indices_to_codes(self, indices: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """``(B, *grid)`` int64 indices -> ``(B, bits, *grid)`` codes in {-1, +1}."""
+        """``(B, *grid)`` int64 indices -> ``(B, bits, *grid)`` codes in {-code_scale, +code_scale}."""
         shape = (1, self.bits) + (1,) * (indices.dim() - 1)
         bits = (indices.long().unsqueeze(1) >> torch.arange(self.bits, device=indices.device).view(shape)) & 1
-        return bits.to(dtype) * 2 - 1
+        return (bits.to(dtype) * 2 - 1) * self.code_scale
 
     # ------------------------------------------------------------------ pieces
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         """The pre-sign normalization of ``z (B, bits, *grid)`` (per frame for 5-D input), in fp32 or wider."""
-        z = z.to(torch.promote_types(z.dtype, torch.float32))
+        z = at_least_fp32(z)
         kind = self.config.normalization
         if kind == "group_norm":
             return frame_group_norm(z, self.config.norm_groups, eps=1e-6)
@@ -127,54 +109,52 @@ class LFQ(nn.Module):
         return weight * (1.0 + (self.config.entropy_anneal_start - 1.0) * remaining)
 
     def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``z (..., bits)`` -> (mean per-sample entropy, codebook entropy), nats, at this temperature."""
+        """``z (..., bits)`` (normalized) -> (mean per-sample entropy, codebook entropy), nats, at this
+        temperature, for p(c) = softmax over the codes c of 2 <z, c> / tau."""
         if z.shape[-1] != self.bits:
             raise ValueError(f"entropy_terms needs latents of shape (..., {self.bits}), got {tuple(z.shape)}")
-        with _no_autocast(z.device):
-            return factorized_entropy_terms(z, self.config.temperature)
+        with no_autocast(z.device):
+            # codes are +-code_scale: <z, c> = <code_scale * z, +-1>, the factorized form's convention
+            return factorized_entropy_terms(z * self.code_scale, self.config.temperature)
 
     @torch.no_grad()
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: ``z (B, bits, *grid)`` -> (codes ``(B, bits, *grid)`` +-1, indices ``(B, *grid)``)."""
-        with _no_autocast(z.device):
+        """Inference: ``z (B, bits, *grid)`` -> (codes ``(B, bits, *grid)`` +-scale, indices ``(B, *grid)``)."""
+        with no_autocast(z.device):
             z = self.normalize(z)
-            codes = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
+            codes = torch.where(z > 0, 1.0, -1.0).to(z.dtype) * self.code_scale
             return codes, self.codes_to_indices(z)
-
-    @torch.no_grad()
-    def usage_statistics(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fraction of codes used, perplexity = exp(entropy of the index histogram)) of ``indices``."""
-        flat = indices.reshape(-1)
-        counts = torch.zeros(self.codebook_size, device=flat.device).index_add_(
-            0, flat, torch.ones_like(flat, dtype=torch.float32)
-        )
-        usage = (counts > 0).float().mean()
-        freq = counts / counts.sum().clamp_min(1)
-        entropy = -(freq * torch.log(freq.clamp_min(1e-30))).sum()
-        return usage, entropy.exp()
 
     # ------------------------------------------------------------------ forward
 
     def forward(self, z: torch.Tensor, step: int | None = None) -> LFQOutput:
         """Quantize ``z (B, bits, *grid)`` (channel-first, any dtype) with losses and statistics."""
-        if z.dim() < 2 or z.shape[1] != self.bits:
-            raise ValueError(f"LFQ needs latents (B, {self.bits}, ...), got {tuple(z.shape)}")
-        with _no_autocast(z.device):
+        self.check_latent(z)
+        with no_autocast(z.device):
             z = self.normalize(z)
-            hard = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
-            quantized = hard + (z - z.detach())  # value exactly +-1, gradient identity to z
+            hard = torch.where(z > 0, 1.0, -1.0).to(z.dtype) * self.code_scale
+            quantized = hard + (z - z.detach())  # value exactly the code, gradient identity to z
             indices = self.codes_to_indices(z)
             commitment = self.config.commitment_weight * torch.mean((z - hard) ** 2)
-            per_sample, codebook = self.entropy_terms(
-                z.movedim(1, -1)
-            )  # (B, bits, *grid) -> (B, *grid, bits)
+            # (B, bits, *grid) -> (B, *grid, bits)
+            per_sample, codebook = self.entropy_terms(z.movedim(1, -1))
             weight = self.entropy_weight_at(step)
             entropy_loss = weight * (per_sample - self.config.codebook_entropy_gamma * codebook)
             usage, perplexity = self.usage_statistics(indices)
+        metrics = {
+            "quantizer/commitment": commitment.detach(),
+            "quantizer/entropy_loss": entropy_loss.detach(),
+            "quantizer/per_sample_entropy": per_sample.detach(),
+            "quantizer/codebook_entropy": codebook.detach(),
+            "quantizer/entropy_weight": torch.tensor(float(weight)),
+            "quantizer/batch_usage": usage,
+            "quantizer/perplexity": perplexity,
+        }
         return LFQOutput(
             quantized=quantized,
             indices=indices,
             loss=commitment + entropy_loss,
+            metrics=metrics,
             commitment_loss=commitment,
             entropy_loss=entropy_loss,
             per_sample_entropy=per_sample.detach(),

@@ -1,7 +1,7 @@
-"""VideoTokenizer: causal 3D-CNN encoder -> LFQ -> decoder. One model for images (T = 1) and videos.
+"""VideoTokenizer: causal 3D-CNN encoder -> quantizer -> decoder. One model for images (T = 1) and videos.
 
 A clip ``(B, 3, 1 + t*k, H, W)`` in [-1, 1] becomes ``(B, 1 + k, H/s, W/s)`` int64 tokens in
-[0, 2**bits) (t = ``temporal_factor``, s = ``spatial_factor``); latent frame 0 encodes frame 0 alone,
+[0, codebook_size) (t = ``temporal_factor``, s = ``spatial_factor``); latent frame 0 encodes frame 0 alone,
 latent j frames <= t*j. Export format (``save_pretrained``): a folder with ``config.yaml`` (the
 ``TokenizerConfig`` plus ``kind: tokenizer``) and ``model.safetensors``.
 """
@@ -19,10 +19,14 @@ from torch import nn
 
 from videogen.config import ConfigError, from_dict, read_yaml, save_config, to_dict
 from videogen.errors import UserError
-from videogen.tokenizer.config import LFQConfig, TokenizerConfig
+from videogen.tokenizer.bsq import BSQ
+from videogen.tokenizer.config import QUANTIZERS, TokenizerConfig
 from videogen.tokenizer.decoder import Decoder
 from videogen.tokenizer.encoder import Encoder
+from videogen.tokenizer.fsq import FSQ
 from videogen.tokenizer.lfq import LFQ
+from videogen.tokenizer.quantizer import Quantizer
+from videogen.tokenizer.vq import VQ
 from videogen.tokenizer.validation import (
     check_chunk_frames,
     check_latent,
@@ -36,26 +40,29 @@ WEIGHTS_FILE = "model.safetensors"
 MEMORY_FORMATS = {"channels_last_3d": torch.channels_last_3d, "contiguous": torch.contiguous_format}
 
 
+QUANTIZER_CLASSES: dict[str, type[Quantizer]] = {"lfq": LFQ, "fsq": FSQ, "bsq": BSQ, "vq": VQ}
+assert tuple(QUANTIZER_CLASSES) == QUANTIZERS
+
+
+def build_quantizer(config: TokenizerConfig) -> Quantizer:
+    """The quantizer ``config.quantizer`` names, built from its config section."""
+    return QUANTIZER_CLASSES[config.quantizer].from_config(config.quantizer_config)
+
+
 @dataclass
 class TokenizerOutput:
-    """``VideoTokenizer.forward``: reconstruction, tokens and the quantizer's (weighted) losses and stats."""
+    """``VideoTokenizer.forward``: reconstruction, tokens and the quantizer's (weighted) loss and metrics."""
 
     reconstruction: torch.Tensor  # (B, 3, T, H, W), fp32 (or wider), not clamped
     tokens: torch.Tensor  # (B, T', H', W') int64
-    quantized: torch.Tensor  # (B, bits, T', H', W') +-1 with straight-through gradient
-    quantizer_loss: torch.Tensor  # commitment_loss + entropy_loss (add this to the training loss)
-    commitment_loss: torch.Tensor  # weighted
-    entropy_loss: torch.Tensor  # weighted and annealed
-    per_sample_entropy: torch.Tensor  # nats, detached
-    codebook_entropy: torch.Tensor  # nats, detached
-    entropy_weight: float  # annealed entropy weight at this step
-    codebook_usage: torch.Tensor  # fraction of codes used in the batch
-    perplexity: torch.Tensor  # exp(entropy of the batch's token histogram)
+    quantized: torch.Tensor  # (B, C, T', H', W') code vectors with straight-through gradient
+    quantizer_loss: torch.Tensor  # the quantizer's weighted auxiliary loss (add it to the training loss)
+    quantizer_metrics: dict[str, torch.Tensor]  # detached scalars, "quantizer/..." (usage, perplexity, ...)
 
 
 @dataclass
 class EncodeOutput:
-    codes: torch.Tensor  # (B, bits, T', H', W') in {-1, +1}
+    codes: torch.Tensor  # (B, C, T', H', W') code vectors (the decoder's input)
     tokens: torch.Tensor  # (B, T', H', W') int64
 
 
@@ -78,7 +85,7 @@ class VideoTokenizer(nn.Module):
         config.validate()
         self.config = config
         self.encoder = Encoder(config)
-        self.quantizer = LFQ.from_config(config.lfq)
+        self.quantizer = build_quantizer(config)
         self.decoder = Decoder(config)
         self.memory_format = torch.channels_last_3d
         self.set_memory_format("channels_last_3d")
@@ -87,16 +94,17 @@ class VideoTokenizer(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> VideoTokenizer:
-        """Preset ``tiny`` / ``S`` / ``B`` / ``L`` with field overrides (``lfq={"bits": 12}`` merges)."""
+        """Preset ``tiny`` / ``S`` / ``B`` / ``L`` with field overrides (a quantizer section given as a
+        dict, e.g. ``lfq={"bits": 12}``, merges into the preset's)."""
         presets = TokenizerConfig.PRESETS
         if name not in presets:
             raise ConfigError(f"unknown tokenizer preset {name!r}; choose from {', '.join(presets)}")
         data = dict(presets[name])
         for key, value in overrides.items():
-            if key == "lfq" and isinstance(value, LFQConfig):
+            if key in QUANTIZERS and not isinstance(value, dict):
                 value = to_dict(value)
-            if key == "lfq" and isinstance(value, dict):
-                value = {**data.get("lfq", {}), **value}
+            if key in QUANTIZERS:
+                value = {**data.get(key, {}), **value}
             data[key] = value
         return cls(from_dict(TokenizerConfig, data))
 
@@ -153,12 +161,13 @@ class VideoTokenizer(nn.Module):
         return self.config.spatial_factor
 
     @property
-    def latent_bits(self) -> int:
-        return self.config.lfq.bits
+    def latent_channels(self) -> int:
+        """Channels of the code vectors (``(B, C, T', H', W')``): bits for LFQ/BSQ, levels for FSQ, dim for VQ."""
+        return self.quantizer.latent_channels
 
     @property
     def codebook_size(self) -> int:
-        return 2**self.config.lfq.bits
+        return self.quantizer.codebook_size
 
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Token grid ``(T', H', W')`` of a ``num_frames x height x width`` clip (checked like a video)."""
@@ -175,11 +184,11 @@ class VideoTokenizer(nn.Module):
         )
 
     def indices_to_codes(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, T', H', W')`` int64 -> ``(B, bits, T', H', W')`` codes in {-1, +1} (the weights' float dtype)."""
+        """``(B, T', H', W')`` int64 -> ``(B, C, T', H', W')`` code vectors (the weights' float dtype)."""
         return self.quantizer.indices_to_codes(tokens, dtype=self.decoder.conv_in.weight.dtype)
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
-        """``(B, bits, T', H', W')`` codes -> ``(B, T', H', W')`` int64 (bit i = channel i > 0)."""
+        """``(B, C, T', H', W')`` code vectors -> ``(B, T', H', W')`` int64."""
         return self.quantizer.codes_to_indices(codes)
 
     # ------------------------------------------------------------------ encode / decode
@@ -200,7 +209,7 @@ class VideoTokenizer(nn.Module):
             yield self.encoder(video[:, :, frames], cache)
 
     def encode_latents(self, video: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
-        """``(B, 3, T, H, W)`` -> unquantized ``z (B, bits, T', H', W')``, in chunks of ``chunk_frames``."""
+        """``(B, 3, T, H, W)`` -> unquantized ``z (B, C, T', H', W')``, in chunks of ``chunk_frames``."""
         return torch.cat(list(self._latent_chunks(video, chunk_frames)), dim=2)
 
     def encode(self, video: torch.Tensor, chunk_frames: int | None = None) -> EncodeOutput:
@@ -211,13 +220,13 @@ class VideoTokenizer(nn.Module):
         return EncodeOutput(torch.cat([c for c, _ in parts], dim=2), torch.cat([t for _, t in parts], dim=1))
 
     def decode(self, codes: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
-        """Codes ``(B, bits, T', H', W')`` (+-1 floats, or int64 tokens ``(B, T', H', W')``) -> video
+        """Codes ``(B, C, T', H', W')`` (floats, or int64 tokens ``(B, T', H', W')``) -> video
         ``(B, 3, 1 + t*(T'-1), H, W)``, not clamped. ``chunk_frames``: output frames per chunk (a
         multiple of ``temporal_factor``), same pixels as one pass."""
         if not codes.is_floating_point():
             check_tokens(codes, self.codebook_size)
             codes = self.indices_to_codes(codes)
-        check_latent(codes, self.latent_bits)
+        check_latent(codes, self.latent_channels)
         check_chunk_frames(chunk_frames, self.temporal_factor)
         codes = codes.contiguous(memory_format=self.memory_format)
         if chunk_frames is None or chunk_frames // self.temporal_factor + 1 >= codes.shape[2]:
@@ -252,18 +261,13 @@ class VideoTokenizer(nn.Module):
             tokens=quant.indices,
             quantized=quant.quantized,
             quantizer_loss=quant.loss,
-            commitment_loss=quant.commitment_loss,
-            entropy_loss=quant.entropy_loss,
-            per_sample_entropy=quant.per_sample_entropy,
-            codebook_entropy=quant.codebook_entropy,
-            entropy_weight=quant.entropy_weight,
-            codebook_usage=quant.codebook_usage,
-            perplexity=quant.perplexity,
+            quantizer_metrics=quant.metrics,
         )
 
     def extra_repr(self) -> str:
         c = self.config
         return (
             f"base={c.base_channels}, multipliers={c.channel_multipliers}, blocks={c.num_res_blocks}, "
-            f"bits={c.lfq.bits}, factors=(t{self.temporal_factor}, s{self.spatial_factor})"
+            f"quantizer={c.quantizer} ({self.codebook_size} codes), "
+            f"factors=(t{self.temporal_factor}, s{self.spatial_factor})"
         )

@@ -1,6 +1,6 @@
 """Tiny tokenizers for tests (here and in other parts' tests): milliseconds per clip on a CPU.
 
-``tiny_config()``: temporal /4 (17 -> 5 latent frames), spatial /4, 6 bits, 8-16 channels.
+``tiny_config()``: temporal /4 (17 -> 5 latent frames), spatial /4, 64 codes, 8-16 channels.
 ``tiny_model()`` randomizes the norm parameters too (the adaptive norms start as identity maps, which
 would hide a wrong conditioning path from a test).
 """
@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import torch
 
-from videogen.tokenizer.config import TokenizerConfig
+from videogen.config import from_dict
+from videogen.tokenizer.config import QUANTIZERS, TokenizerConfig
 from videogen.tokenizer.model import VideoTokenizer
 from videogen.tokenizer.norm import AdaptiveGroupNorm
 
 
+_TINY_QUANTIZERS = {  # 64 codes each
+    "lfq": {"bits": 6},
+    "bsq": {"bits": 6},
+    "fsq": {"levels": (4, 4, 4)},
+    "vq": {"codebook_size": 64, "dim": 4},
+}
+
+
 def tiny_config(**overrides) -> TokenizerConfig:
-    """Temporal /4 (17 -> 5), spatial /4, 6 bits, 8-16 channels; ``lfq={...}`` overrides quantizer fields."""
+    """Temporal /4 (17 -> 5), spatial /4, 64 codes, 8-16 channels. ``quantizer="fsq"`` picks another
+    quantizer; a section such as ``lfq={...}`` overrides fields of its quantizer."""
     fields = dict(
         base_channels=8,
         channel_multipliers=(1, 2, 2),
@@ -25,11 +35,9 @@ def tiny_config(**overrides) -> TokenizerConfig:
         num_groups=4,
     )
     fields.update(overrides)
-    lfq = fields.pop("lfq", {})
-    config = TokenizerConfig(**fields)
-    for key, value in lfq.items():
-        setattr(config.lfq, key, value)
-    config.lfq.bits = lfq.get("bits", 6)
+    for kind in QUANTIZERS:
+        fields[kind] = {**_TINY_QUANTIZERS[kind], **fields.get(kind, {})}
+    config = from_dict(TokenizerConfig, fields)
     config.validate()
     return config
 

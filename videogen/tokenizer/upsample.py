@@ -29,6 +29,18 @@ def depth_to_space_3d(x: torch.Tensor, factors: tuple[int, int, int]) -> torch.T
     return rearrange(x, "b (c st sh sw) t h w -> b c (t st) (h sh) (w sw)", st=st, sh=sh, sw=sw)
 
 
+def space_to_depth(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``(B, C, T, H, W)`` -> ``(B, C*p*p, T, H/p, W/p)`` (channel order ``(c, p_h, p_w)``, c slowest), the
+    inverse of ``depth_to_space_3d(y, (1, p, p))``, keeping the memory format; ``p = 1`` returns ``x``."""
+    if patch_size == 1:
+        return x
+    p = patch_size
+    if is_channels_last(x):
+        y = rearrange(x.permute(0, 2, 3, 4, 1), "b t (h ph) (w pw) c -> b t h w (c ph pw)", ph=p, pw=p)
+        return y.permute(0, 4, 1, 2, 3)
+    return rearrange(x, "b c t (h ph) (w pw) -> b (c ph pw) t h w", ph=p, pw=p)
+
+
 class DepthToSpaceUpsample(nn.Module):
     """``(B, C, T, H, W)`` -> ``(B, C, 1 + s_t*(T-1), s_h*H, s_w*W)`` for a whole clip.
 

@@ -61,10 +61,10 @@ def check_tokens(tokens: torch.Tensor, codebook_size: int) -> None:
             )
 
 
-def check_latent(latent: torch.Tensor, bits: int) -> None:
-    """Raise :class:`VideoShapeError` unless ``latent`` is a float ``(B, bits, T', H', W')`` tensor."""
-    if latent.dim() != 5 or latent.shape[1] != bits:
-        raise VideoShapeError(f"codes must have shape (B, {bits}, T', H', W'), got {tuple(latent.shape)}")
+def check_latent(latent: torch.Tensor, channels: int) -> None:
+    """Raise :class:`VideoShapeError` unless ``latent`` is a float ``(B, channels, T', H', W')`` tensor."""
+    if latent.dim() != 5 or latent.shape[1] != channels:
+        raise VideoShapeError(f"codes must have shape (B, {channels}, T', H', W'), got {tuple(latent.shape)}")
 
 
 def check_chunk_frames(chunk_frames: int | None, temporal_factor: int) -> None:

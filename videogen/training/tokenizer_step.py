@@ -2,7 +2,7 @@
 
 Generator loss (fp32)::
 
-    w_rec * rec(x_hat, x) + w_perc * LPIPS(x_hat, x) + LFQ (commitment + annealed entropy)
+    w_rec * rec(x_hat, x) + w_perc * LPIPS(x_hat, x) + quantizer loss (e.g. LFQ commitment + entropy)
         + w_g * G_adv(D(x_hat))            # D run with detached weights: gradients reach G only
 
 Discriminator loss on the detached reconstruction::
@@ -38,7 +38,7 @@ from videogen.training.tokenizer_config import LossConfig
 from videogen.training.trainer import Trainer
 
 # shown on the progress bar (those present)
-SHOWN = ("loss/rec", "train/psnr", "lfq/perplexity", "loss/g_adv", "loss/d")
+SHOWN = ("loss/rec", "train/psnr", "quantizer/perplexity", "loss/g_adv", "loss/d")
 
 
 def global_failures(num_failed: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -103,13 +103,8 @@ class TokenizerStep:
         g_loss = self.loss.reconstruction_weight * rec + out.quantizer_loss.float()
         metrics: dict[str, torch.Tensor] = {
             "loss/rec": rec.detach(),
-            "loss/commitment": out.commitment_loss.detach().float(),
-            "loss/entropy": out.entropy_loss.detach().float(),
-            "lfq/per_sample_entropy": out.per_sample_entropy.detach().float(),
-            "lfq/codebook_entropy": out.codebook_entropy.detach().float(),
-            "lfq/entropy_weight": torch.tensor(float(out.entropy_weight)),
-            "lfq/batch_usage": out.codebook_usage.detach().float(),
-            "lfq/perplexity": out.perplexity.detach().float(),
+            "loss/quantizer": out.quantizer_loss.detach().float(),
+            **{name: value.detach().float() for name, value in out.quantizer_metrics.items()},
             "train/psnr": batch_psnr(fake, x),
         }
         if self.perceptual is not None and self.loss.perceptual_weight > 0:

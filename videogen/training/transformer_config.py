@@ -3,7 +3,7 @@
 Sections: ``run`` (where), ``data`` (the clips the token cache is made from; also what inference
 reads back from ``<run>/config.yaml`` for frames, size and fps), ``tokenizer`` (its export folder),
 ``cache`` / ``val_cache`` (token caches), ``tokenize`` (how the caches are made), ``model`` (preset +
-deltas; ``codebook_bits``, ``max_frames/height/width`` and ``num_classes`` are filled from the cache,
+deltas; ``codebook_size``, ``max_frames/height/width`` and ``num_classes`` are filled from the cache,
 so they never disagree with it), ``masking`` (tasks, mask schedule, CFG dropout), ``evaluation``,
 ``sampling`` (periodic sample videos) and ``train`` (engine, optimizer, schedule, checkpoints, logs).
 The label smoothing of the loss is ``model.label_smoothing`` (it travels with the model's config).

@@ -172,7 +172,7 @@ def prepare_caches(
 def fill_model_config(cfg: TransformerTrainingConfig, train: TokenDataset, val: TokenDataset | None) -> None:
     """Vocabulary, largest grid and classes of the model from the cache (so they never disagree)."""
     model = cfg.model
-    model.codebook_bits = train.codebook_bits
+    model.codebook_size = train.codebook_size
     model.max_frames, model.max_height, model.max_width = train.grid_shape
     model.num_classes = train.num_classes
     model.validate()

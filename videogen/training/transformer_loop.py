@@ -11,7 +11,7 @@
 
 The train cache (default ``<run>/token_cache``) is made on first use and remade when the tokenizer,
 the data or the task list changes; an explicitly given ``cache`` that is complete is used as it is
-(its clip settings must match ``data``). ``model.codebook_bits``, ``max_frames/height/width`` and
+(its clip settings must match ``data``). ``model.codebook_size``, ``max_frames/height/width`` and
 ``num_classes`` are taken from the cache. Outputs in ``<run>/``: ``config.yaml`` (with the ``data``
 section inference reads), ``checkpoints/``, ``tensorboard/``, ``metrics.jsonl``, ``log.txt``,
 ``samples/`` and ``export/``.
@@ -210,7 +210,7 @@ def train(cfg: TransformerTrainingConfig, dist: DistInfo, started: float) -> int
         trainer.logger.info(
             f"COMMIT transformer: {model.num_parameters() / 1e6:.2f}M parameters, "
             f"grid {train_set.grid_shape}, "
-            f"{train_set.codebook_bits}-bit codes, {len(train_set)} training items, tasks {', '.join(tasks)}"
+            f"{train_set.codebook_size} codes, {len(train_set)} training items, tasks {', '.join(tasks)}"
         )
         step_fn = TrainStep(
             trainer,

@@ -6,17 +6,20 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from videogen.config import check
-from videogen.transformer.vocab import TASK_FAMILIES, sub_token_bits
+from videogen.transformer.vocab import TASK_FAMILIES, sub_token_sizes
 
-MAX_SINGLE_HEAD_BITS = 16
+MAX_SINGLE_HEAD_SIZE = 2**16
 """Largest codebook served by one output head; beyond it the vocabulary must be split."""
+AUTO_SPLIT_ABOVE = 2**14
+"""``sub_tokens: auto`` splits power-of-two codebooks larger than this (MAGVIT-v2: 2**18 -> 2 x 2**9)."""
 
 
 @dataclass
 class TransformerConfig:
     """Architecture of :class:`~videogen.transformer.CommitTransformer`.
 
-    The token grid is ``(frames, height, width)`` latents of ``codebook_bits`` bits (from the tokenizer);
+    The token grid is ``(frames, height, width)`` latents with ids in ``[0, codebook_size)`` (from the
+    tokenizer's export);
     any grid up to ``max_frames x max_height x max_width`` runs through one model (1-frame images and
     5-frame videos share every weight). ``num_classes`` real classes get ids ``0 .. num_classes - 1``;
     id ``num_classes`` is the UNCOND class.
@@ -31,8 +34,8 @@ class TransformerConfig:
 
     preset: str | None = None
     # vocabulary (from the tokenizer) and conditioning
-    codebook_bits: int = 18
-    sub_tokens: str = "auto"  # "auto" (split when bits > 14) | "single" | "split"
+    codebook_size: int = 2**18
+    sub_tokens: str = "auto"  # "auto" (split power-of-two codebooks above 2**14) | "single" | "split"
     num_classes: int = 0
     num_task_tokens: int = 8  # rows of the task table: the task families plus spare slots
     # largest latent grid (frames, height, width)
@@ -62,10 +65,10 @@ class TransformerConfig:
             f"one of {list(self.PRESETS)}",
         )
         check(
-            1 <= self.codebook_bits <= 30,
-            "codebook_bits",
-            self.codebook_bits,
-            "use 1..30 (the tokenizer's latent_bits)",
+            2 <= self.codebook_size <= 2**30,
+            "codebook_size",
+            self.codebook_size,
+            "use 2 .. 2**30 (the tokenizer's codebook_size)",
         )
         check(
             self.sub_tokens in ("auto", "single", "split"),
@@ -74,16 +77,18 @@ class TransformerConfig:
             "use auto, single or split",
         )
         check(
-            not (self.sub_tokens == "single" and self.codebook_bits > MAX_SINGLE_HEAD_BITS),
+            self.split or self.codebook_size <= MAX_SINGLE_HEAD_SIZE,
             "sub_tokens",
             self.sub_tokens,
-            f"a single head over 2**{self.codebook_bits} codes is too wide; use auto or split",
+            f"a single head over {self.codebook_size} codes is too wide; use a power-of-two codebook "
+            "(split into two sub-token heads) or a smaller one",
         )
+        is_power_of_two = self.codebook_size & (self.codebook_size - 1) == 0
         check(
-            not (self.sub_tokens == "split" and self.codebook_bits < 2),
+            not self.split or (is_power_of_two and self.codebook_size >= 4),
             "sub_tokens",
             self.sub_tokens,
-            "splitting needs codebook_bits >= 2",
+            f"splitting needs a power-of-two codebook of >= 4 codes, got {self.codebook_size}",
         )
         check(self.num_classes >= 0, "num_classes", self.num_classes, "use 0 (unconditional) or more")
         check(
@@ -121,20 +126,16 @@ class TransformerConfig:
         check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", self.label_smoothing, "must be in [0, 1)")
 
     @property
-    def codebook_size(self) -> int:
-        return 2**self.codebook_bits
-
-    @property
     def split(self) -> bool:
         """True when code ids are embedded and predicted as two sub-tokens."""
         if self.sub_tokens == "auto":
-            return self.codebook_bits > 14
+            return self.codebook_size > AUTO_SPLIT_ABOVE and self.codebook_size & (self.codebook_size - 1) == 0
         return self.sub_tokens == "split"
 
     @property
-    def sub_token_bits(self) -> tuple[int, ...]:
-        """Bits per output head, low part first: ``(bits,)`` or ``(ceil(bits/2), floor(bits/2))``."""
-        return sub_token_bits(self.codebook_bits, self.split)
+    def sub_token_sizes(self) -> tuple[int, ...]:
+        """Vocabulary of each output head, low part first: ``(codebook_size,)`` or two powers of two."""
+        return sub_token_sizes(self.codebook_size, self.split)
 
     @property
     def uncond_class_id(self) -> int:

@@ -13,7 +13,7 @@ from videogen.transformer.vocab import MASK_ID, split_tokens
 class InputEmbedding(nn.Module):
     """``[task][class][T' x H' x W' tokens]`` -> ``(B, 2 + T'*H'*W', D)`` vectors.
 
-    A code id is the sum of its sub-token embeddings (one table of ``2**b`` rows per sub-token);
+    A code id is the sum of its sub-token embeddings (one table per sub-token, one row per sub-token id);
     ``MASK_ID`` positions take one learned vector instead. Task and class ids index their own tables,
     so no special id shares a row with a code id. Positions are factorized: the vector at latent
     ``(t, h, w)`` adds ``pos_t[t] + pos_h[h] + pos_w[w]``, so every grid up to the maximum (a 1-frame
@@ -23,8 +23,8 @@ class InputEmbedding(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         dim = config.hidden_size
-        self.bits = config.sub_token_bits
-        self.code_tables = nn.ModuleList(nn.Embedding(2**b, dim) for b in self.bits)
+        self.sizes = config.sub_token_sizes
+        self.code_tables = nn.ModuleList(nn.Embedding(size, dim) for size in self.sizes)
         self.mask_embedding = nn.Parameter(torch.zeros(dim))
         self.task_embedding = nn.Embedding(config.num_task_tokens, dim)
         self.class_embedding = nn.Embedding(config.num_classes + 1, dim)  # last row = UNCOND
@@ -37,8 +37,8 @@ class InputEmbedding(nn.Module):
             nn.init.normal_(table.weight, std=config.init_std)
 
     def code_embedding(self, ids: torch.Tensor) -> torch.Tensor:
-        """Code ids ``(...)`` in ``[0, 2**bits)`` -> ``(..., D)`` (sum of the sub-token embeddings)."""
-        subs = split_tokens(ids, self.bits)
+        """Code ids ``(...)`` in ``[0, codebook_size)`` -> ``(..., D)`` (sum of the sub-token embeddings)."""
+        subs = split_tokens(ids, self.sizes)
         out = self.code_tables[0](subs[0])
         for table, sub in zip(self.code_tables[1:], subs[1:]):
             out = out + table(sub)

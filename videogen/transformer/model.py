@@ -73,7 +73,7 @@ class Block(nn.Module):
 class CommitTransformer(nn.Module):
     """COMMIT masked transformer (MAGVIT v1) with MAGVIT-v2 sub-token heads.
 
-    Input: a token grid ``(B, T', H', W')`` int64 holding code ids in ``[0, 2**codebook_bits)`` or
+    Input: a token grid ``(B, T', H', W')`` int64 holding code ids in ``[0, codebook_size)`` or
     ``MASK_ID``; task ids ``(B,)`` (rows of ``vocab.TASK_IDS``) and class ids ``(B,)`` in
     ``[0, num_classes]`` (``num_classes`` = UNCOND). Output: :class:`TokenLogits` over code ids for the
     ``T'*H'*W'`` grid positions in raster order (prefix positions produce no logits).
@@ -88,11 +88,11 @@ class CommitTransformer(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        bits = config.sub_token_bits
+        sizes = config.sub_token_sizes
         if config.head == "tied":  # logits = h @ code_table.T + bias, one per sub-token table
-            self.head_bias = nn.ParameterList(nn.Parameter(torch.zeros(2**b)) for b in bits)
+            self.head_bias = nn.ParameterList(nn.Parameter(torch.zeros(size)) for size in sizes)
         else:
-            self.heads = nn.ModuleList(nn.Linear(config.hidden_size, 2**b) for b in bits)
+            self.heads = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in sizes)
         self.apply(self._init_linear)
 
     def _init_linear(self, module: nn.Module) -> None:
@@ -188,7 +188,7 @@ class CommitTransformer(nn.Module):
         if low < MASK_ID or high >= cfg.codebook_size:  # MASK_ID = -1 is the only id below 0
             raise UserError(
                 f"token ids span [{low}, {high}] but the transformer takes codes in [0, {cfg.codebook_size}) "
-                f"or MASK_ID={MASK_ID}; the tokenizer's latent_bits must equal codebook_bits={cfg.codebook_bits}"
+                f"or MASK_ID={MASK_ID}; the tokenizer's codebook_size must equal the transformer's"
             )
         if task_low < 0 or task_high >= cfg.num_task_tokens:
             raise ValueError(f"task ids must be in [0, {cfg.num_task_tokens}), got {task_ids.tolist()}")
@@ -212,4 +212,4 @@ class CommitTransformer(nn.Module):
             )
         else:
             parts = tuple(head(h) for head in self.heads)
-        return TokenLogits(parts, self.config.sub_token_bits)
+        return TokenLogits(parts, self.config.sub_token_sizes)
