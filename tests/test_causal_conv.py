@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videogen.tokenizer.causal_conv import CausalConv3d
+from videogen.tokenizer.causal_conv import CausalConv3d, FactorizedCausalConv3d, TemporalCausalConv
 
 
 def _conv(in_ch=3, out_ch=4, kernel=3, stride=1, seed=0) -> CausalConv3d:
@@ -164,3 +164,52 @@ def test_an_image_latent_depends_on_the_image():
     assert (stack(a) - stack(b)).abs().max() > 1e-6
     buggy = _TemporalStack(extra_front_frames=3, strided_left_pad=2).double()
     torch.testing.assert_close(buggy(a), buggy(b))  # the bug: every image gives the same latent
+
+
+# ----------------------------------------------------------------------------- fast paths, (2+1)D
+
+
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2)])
+def test_per_frame_kernel_runs_as_2d_conv_with_the_3d_result(stride):
+    conv = _conv(kernel=(1, 3, 3), stride=stride)
+    x = torch.randn(2, 3, 5, 8, 6, dtype=torch.float64)
+    expected = F.conv3d(x, conv.weight, stride=stride, padding=(0, 1, 1))
+    torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-12)
+    cl = x.contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(conv(cl), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride_t", [1, 2])
+def test_temporal_conv_equals_a_3d_conv_and_starts_as_identity(stride_t):
+    torch.manual_seed(0)
+    conv = TemporalCausalConv(4, 3, stride_t).double()
+    x = torch.randn(2, 4, 9, 3, 5, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), x[:, :, ::stride_t], rtol=0, atol=0)  # identity init
+    with torch.no_grad():
+        conv.weight.normal_()
+    expected = F.conv3d(F.pad(x, (0, 0, 0, 0, 2, 0)), conv.weight, stride=(stride_t, 1, 1))
+    torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("in_ch", "out_ch"), [(3, 6), (6, 3)])
+@pytest.mark.parametrize("stride", [(1, 1, 1), (2, 2, 2)])
+def test_factorized_conv_is_a_frame_conv_and_a_time_conv(in_ch, out_ch, stride):
+    torch.manual_seed(0)
+    conv = FactorizedCausalConv3d(in_ch, out_ch, 3, stride=stride).double()
+    x = torch.randn(2, in_ch, 9, 8, 8, dtype=torch.float64)
+    spatial = conv.spatial.weight  # (out, in, 1, 3, 3)
+    at_start = F.conv3d(x[:, :, :: stride[0]], spatial, stride=(1, *stride[1:]), padding=(0, 1, 1))
+    torch.testing.assert_close(conv(x), at_start, rtol=0, atol=1e-12)  # a per-frame conv at start
+    with torch.no_grad():
+        conv.temporal.weight.normal_()
+    time_w = conv.temporal.weight
+    if in_ch <= out_ch:  # time conv on the narrower side: before the frame conv here
+        y = F.conv3d(F.pad(x, (0, 0, 0, 0, 2, 0)), time_w, stride=(stride[0], 1, 1))
+        expected = F.conv3d(y, spatial, stride=(1, *stride[1:]), padding=(0, 1, 1))
+    else:
+        y = F.conv3d(x, spatial, stride=(1, *stride[1:]), padding=(0, 1, 1))
+        expected = F.conv3d(F.pad(y, (0, 0, 0, 0, 2, 0)), time_w, stride=(stride[0], 1, 1))
+    torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-12)
+    cache: dict = {}
+    parts = [conv(x[:, :, a:b], cache) for a, b in ((0, 1), (1, 5), (5, 9))]
+    torch.testing.assert_close(torch.cat(parts, dim=2), conv(x), rtol=0, atol=1e-12)

@@ -10,11 +10,12 @@ from videogen.errors import UserError
 from videogen.tokenizer import TokenizerConfig, VideoShapeError, VideoTokenizer
 from videogen.tokenizer.testing import random_video, tiny_config, tiny_model
 
-
 ARCHITECTURES = {
     "plain": {},
     # space-to-depth stem, then one spatial and two temporal downsamplings (still spatial /4, temporal /4)
     "patch2": {"patch_size": 2, "spatial_downsample": (True, False)},
+    # (2+1)D convs (per-frame k x k, then k_t over time), with a patch stem
+    "factorized": {"conv": "factorized", "patch_size": 2, "spatial_downsample": (True, False)},
 }
 
 
@@ -278,7 +279,9 @@ def test_patch_stem_and_per_level_downsampling_set_the_factors():
     tokenizer = VideoTokenizer(config).eval()
     video = random_video(1, 9, 16, 24, dtype=torch.float32)
     assert tokenizer.tokenize(video).shape == (1, 3, 4, 6)
-    assert tokenizer.encoder.conv_in.in_channels == 3 * 16 and tokenizer.decoder.conv_out.out_channels == 3 * 16
+    assert (
+        tokenizer.encoder.conv_in.in_channels == 3 * 16 and tokenizer.decoder.conv_out.out_channels == 3 * 16
+    )
     assert tiny_config(spatial_downsample=(True, False)).spatial_factor == 2
     with pytest.raises(ConfigError, match="spatial_downsample"):
         tiny_config(spatial_downsample=(True,))

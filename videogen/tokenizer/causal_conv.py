@@ -4,6 +4,13 @@ With this padding, output frame i of a conv with temporal stride s sees input fr
 i*s - (k_t - 1) .. i*s: frame 0 of the output depends on input frame 0 alone, for strided convs too.
 Never pad extra frames in front of a clip (see ``tests/test_causal_conv.py`` for the bug that causes).
 
+``FactorizedCausalConv3d`` is the (2+1)D alternative (``TokenizerConfig.conv = "factorized"``): a
+k x k conv on each frame and a causal k_t-tap conv over time, the time conv starting as the identity
+(its last tap, the current frame, is the identity matrix, the earlier taps zero), so a fresh model is a
+per-frame image model that learns motion. 9 C^2 + 3 C^2 instead of 27 C^2 weights per layer, and on a
+CPU several times faster than a 3D conv (a frame conv is a 2D conv over B*T images, a time conv one
+matrix product per tap).
+
 Chunked processing (long videos, bounded memory) uses an explicit cache, in the style of the
 ``conv_cache`` of diffusers' CogVideoX VAE: a plain dict, created empty by the caller and passed to every
 call for one stream. Each causal module keeps its own state under its own key (the module itself):
@@ -17,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # State of one stream for chunked processing: module -> whatever that module carries between chunks.
@@ -102,3 +110,81 @@ class CausalConv3d(nn.Conv3d):
             return x.new_zeros(b, self.out_channels, 0, h_out, w_out)
         x = x[:, :, : (num_out - 1) * stride_t + kernel_t]
         return self._conv_forward(x, self.weight, self.bias)
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The conv of the (already padded) input; a per-frame kernel runs as a 2D conv over B*T frames
+        (the same result, several times faster than ``conv3d`` on a CPU)."""
+        if self.kernel_size[0] != 1 or self.stride[0] != 1:
+            return super()._conv_forward(x, weight, bias)
+        b, _, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * t, -1, h, w)  # (B, C, T, H, W) -> (B*T, C, H, W)
+        y = F.conv2d(frames, weight[:, :, 0], bias, self.stride[1:], self.padding[1:])
+        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)  # (B*T, C', H', W') -> (B, C', T, H', W')
+
+
+class TemporalCausalConv(CausalConv3d):
+    """A ``(k_t, 1, 1)`` causal conv over time (stride ``s_t``), as one matrix product per tap.
+
+    ``identity_init``: the last tap (the current frame) starts as the identity, the others at zero.
+    """
+
+    def __init__(self, channels: int, kernel_t: int, stride_t: int = 1, identity_init: bool = True) -> None:
+        super().__init__(channels, channels, (kernel_t, 1, 1), stride=(stride_t, 1, 1))
+        if identity_init:
+            with torch.no_grad():
+                self.weight.zero_()
+                self.weight[:, :, -1, 0, 0] = torch.eye(channels)
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        kernel_t, stride_t = self.kernel_size[0], self.stride[0]
+        num_out = (x.shape[2] - kernel_t) // stride_t + 1
+        out = None
+        for k in range(kernel_t):  # y_i = sum_k W_k x_{i*s + k}
+            frames = x[:, :, k : k + (num_out - 1) * stride_t + 1 : stride_t]
+            frames = frames.movedim(1, -1)  # (B, C, T', H, W) -> (B, T', H, W, C)
+            term = F.linear(frames, weight[:, :, k, 0, 0])
+            out = term if out is None else out.add_(term)
+        return out.movedim(-1, 1)  # (B, T', H, W, C) -> (B, C, T', H, W)
+
+
+class FactorizedCausalConv3d(nn.Module):
+    """(2+1)D causal conv ``(B, C_in, T, H, W)`` -> ``(B, C_out, T_out, H_out, W_out)``, shapes as
+    :class:`CausalConv3d` with the same kernel and stride.
+
+    ``spatial``: a ``(1, k, k)`` conv with the spatial stride (and the bias, if any); ``temporal``: a ``k_t``-tap causal conv with
+    the temporal stride, on the narrower side (before the spatial conv when C_in <= C_out, after it
+    otherwise), identity at start. With ``k_t = 1`` there is no time conv: a per-frame conv.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        kernel_t, kernel_h, kernel_w = _triple(kernel_size)
+        stride_t, stride_h, stride_w = _triple(stride)
+        self.spatial = CausalConv3d(
+            in_channels, out_channels, (1, kernel_h, kernel_w), stride=(1, stride_h, stride_w), bias=bias
+        )
+        self.time_first = in_channels <= out_channels
+        self.temporal = (
+            TemporalCausalConv(in_channels if self.time_first else out_channels, kernel_t, stride_t)
+            if kernel_t > 1 or stride_t > 1
+            else None
+        )
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        if self.temporal is None:
+            return self.spatial(x, cache)
+        if self.time_first:
+            return self.spatial(self.temporal(x, cache), cache)
+        return self.temporal(self.spatial(x, cache), cache)
+
+
+def make_conv(kind: str):
+    """The conv class a config's ``conv`` names: ``"full"`` (3D kernels) or ``"factorized"`` ((2+1)D)."""
+    return {"full": CausalConv3d, "factorized": FactorizedCausalConv3d}[kind]

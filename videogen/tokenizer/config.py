@@ -28,7 +28,6 @@ from typing import ClassVar
 
 from videogen.config import ConfigError, check
 
-
 QUANTIZERS = ("lfq", "fsq", "bsq", "vq")
 
 
@@ -222,6 +221,9 @@ class TokenizerConfig:
     spatial_downsample: tuple[bool, ...] | None = None  # per level like temporal_downsample; None = all
     patch_size: int = 1  # space-to-depth stem: p x p pixel patches folded into channels (1 = none)
     temporal_kernel_size: int = 3  # 1 = an image tokenizer (every conv is per frame)
+    conv: str = (
+        "full"  # "full" (k_t x k x k kernels) | "factorized" ((2+1)D: k x k per frame, then k_t over time)
+    )
     spatial_kernel_size: int = 3
     num_groups: int = 32  # GroupNorm groups (must divide every channel count)
     norm_eps: float = 1e-6
@@ -288,6 +290,7 @@ class TokenizerConfig:
             self.spatial_downsample,
             f"need null (every level) or one flag per downsampling level ({len(self.temporal_downsample)})",
         )
+        check(self.conv in ("full", "factorized"), "conv", self.conv, "use full or factorized")
         check(self.patch_size >= 1, "patch_size", self.patch_size, "must be >= 1 (1 = no patchify stem)")
         check(self.num_res_blocks >= 1, "num_res_blocks", self.num_res_blocks, "must be >= 1")
         check(self.num_mid_blocks >= 0, "num_mid_blocks", self.num_mid_blocks, "must be >= 0")
@@ -317,7 +320,9 @@ class TokenizerConfig:
             f"must divide every level's channel count {self.level_channels}",
         )
         check(self.norm_eps > 0, "norm_eps", self.norm_eps, "must be > 0")
-        check(self.quantizer in QUANTIZERS, "quantizer", self.quantizer, f"choose from {', '.join(QUANTIZERS)}")
+        check(
+            self.quantizer in QUANTIZERS, "quantizer", self.quantizer, f"choose from {', '.join(QUANTIZERS)}"
+        )
         try:
             self.quantizer_config.validate()
         except ConfigError as e:  # name the nested key

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from videogen.tokenizer.causal_conv import CausalCache, CausalConv3d
+from videogen.tokenizer.causal_conv import CausalCache, make_conv
 from videogen.tokenizer.config import TokenizerConfig
 from videogen.tokenizer.norm import AdaptiveGroupNorm, FrameGroupNorm
 from videogen.tokenizer.resblock import ResBlock
@@ -25,10 +25,11 @@ class Decoder(nn.Module):
         kernel = (config.temporal_kernel_size, config.spatial_kernel_size, config.spatial_kernel_size)
         channels = config.level_channels
         latent_channels = config.latent_channels
-        block = dict(kernel_size=kernel, num_groups=config.num_groups, eps=config.norm_eps)
+        block = dict(kernel_size=kernel, num_groups=config.num_groups, eps=config.norm_eps, conv=config.conv)
+        conv = make_conv(config.conv)
 
         previous = channels[-1]
-        self.conv_in = CausalConv3d(latent_channels, previous, kernel)
+        self.conv_in = conv(latent_channels, previous, kernel)
         self.mid = nn.ModuleList(ResBlock(previous, previous, **block) for _ in range(config.num_mid_blocks))
         self.levels = nn.ModuleList()  # levels[0] is the top (coarsest) level
         frames_per_latent = 1
@@ -44,7 +45,7 @@ class Decoder(nn.Module):
             if i > 0:
                 stride_t, stride_s = config.level_strides[i - 1]
                 factors = (stride_t, stride_s, stride_s)
-                level.upsample = DepthToSpaceUpsample(width, factors, kernel)
+                level.upsample = DepthToSpaceUpsample(width, factors, kernel, config.conv)
                 frames_per_latent *= factors[0]
             else:
                 level.upsample = None
@@ -52,7 +53,12 @@ class Decoder(nn.Module):
             previous = width
         self.norm_out = FrameGroupNorm(config.num_groups, previous, eps=config.norm_eps, activation="silu")
         self.patch_size = config.patch_size
-        self.conv_out = CausalConv3d(previous, config.in_channels * self.patch_size**2, kernel, bias=True)
+        self.conv_out = conv(previous, config.in_channels * self.patch_size**2, kernel, bias=True)
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype of the decoder's weights (what its input must have)."""
+        return self.norm_out.weight.dtype
 
     def forward(self, latent: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         """``latent (B, C_z, T', H', W')`` (code vectors) -> ``(B, C_in, T, H, W)``, T = 1 + t*(T'-1) for a clip."""

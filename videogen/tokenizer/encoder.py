@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from videogen.tokenizer.causal_conv import CausalCache, CausalConv3d
+from videogen.tokenizer.causal_conv import CausalCache, CausalConv3d, make_conv
 from videogen.tokenizer.config import TokenizerConfig
 from videogen.tokenizer.norm import FrameGroupNorm
 from videogen.tokenizer.resblock import ResBlock
@@ -22,10 +22,11 @@ class Encoder(nn.Module):
         super().__init__()
         kernel = (config.temporal_kernel_size, config.spatial_kernel_size, config.spatial_kernel_size)
         channels = config.level_channels
-        block = dict(kernel_size=kernel, num_groups=config.num_groups, eps=config.norm_eps)
+        block = dict(kernel_size=kernel, num_groups=config.num_groups, eps=config.norm_eps, conv=config.conv)
+        conv = make_conv(config.conv)
 
         self.patch_size = config.patch_size
-        self.conv_in = CausalConv3d(config.in_channels * self.patch_size**2, channels[0], kernel)
+        self.conv_in = conv(config.in_channels * self.patch_size**2, channels[0], kernel)
         self.levels = nn.ModuleList()
         previous = channels[0]
         for i, width in enumerate(channels):
@@ -36,7 +37,7 @@ class Encoder(nn.Module):
             if i < len(channels) - 1:
                 stride_t, stride_s = config.level_strides[i]
                 stride = (stride_t, stride_s, stride_s)
-                level.downsample = CausalConv3d(width, width, kernel, stride=stride)
+                level.downsample = conv(width, width, kernel, stride=stride)
             else:
                 level.downsample = None
             self.levels.append(level)

@@ -74,7 +74,9 @@ class FSQ(Quantizer):
     def indices_to_codes(self, indices: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """``(B, *grid)`` int64 ids -> ``(B, C, *grid)`` codes in [-1, 1]."""
         dims = indices.dim() + 1
-        digits = (indices.long().unsqueeze(1) // self._view(self._basis, dims)) % self._view(self._levels, dims)
+        digits = (indices.long().unsqueeze(1) // self._view(self._basis, dims)) % self._view(
+            self._levels, dims
+        )
         half = self._half_width(dims, torch.float64)
         return ((digits.double() - half) / half).to(dtype)
 

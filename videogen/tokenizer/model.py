@@ -26,13 +26,13 @@ from videogen.tokenizer.encoder import Encoder
 from videogen.tokenizer.fsq import FSQ
 from videogen.tokenizer.lfq import LFQ
 from videogen.tokenizer.quantizer import Quantizer
-from videogen.tokenizer.vq import VQ
 from videogen.tokenizer.validation import (
     check_chunk_frames,
     check_latent,
     check_tokens,
     check_video,
 )
+from videogen.tokenizer.vq import VQ
 
 KIND = "tokenizer"
 CONFIG_FILE = "config.yaml"
@@ -185,7 +185,7 @@ class VideoTokenizer(nn.Module):
 
     def indices_to_codes(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, T', H', W')`` int64 -> ``(B, C, T', H', W')`` code vectors (the weights' float dtype)."""
-        return self.quantizer.indices_to_codes(tokens, dtype=self.decoder.conv_in.weight.dtype)
+        return self.quantizer.indices_to_codes(tokens, dtype=self.decoder.weight_dtype)
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """``(B, C, T', H', W')`` code vectors -> ``(B, T', H', W')`` int64."""

@@ -87,4 +87,3 @@ class Quantizer(nn.Module):
     def usage_metrics(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         usage, perplexity = self.usage_statistics(indices)
         return {"quantizer/batch_usage": usage, "quantizer/perplexity": perplexity}
-

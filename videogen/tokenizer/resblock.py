@@ -1,7 +1,8 @@
 """Residual block of the causal 3D CNN (Open-MAGVIT2 layout, no bias, no dropout).
 
 GroupNorm -> SiLU -> causal conv k^3 -> GroupNorm -> SiLU -> causal conv k^3, plus the input
-(through a 1x1x1 conv when the channel count changes). GroupNorm is per frame (see ``norm.py``).
+(through a 1x1x1 conv when the channel count changes). GroupNorm is per frame (see ``norm.py``);
+``conv="factorized"`` makes both convs (2+1)D (``causal_conv.FactorizedCausalConv3d``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from videogen.tokenizer.causal_conv import CausalCache, CausalConv3d
+from videogen.tokenizer.causal_conv import CausalCache, CausalConv3d, make_conv
 from videogen.tokenizer.norm import FrameGroupNorm
 
 
@@ -23,12 +24,13 @@ class ResBlock(nn.Module):
         kernel_size: tuple[int, int, int] = (3, 3, 3),
         num_groups: int = 32,
         eps: float = 1e-6,
+        conv: str = "full",
     ) -> None:
         super().__init__()
         self.norm1 = FrameGroupNorm(num_groups, in_channels, eps=eps, activation="silu")
-        self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size)
+        self.conv1 = make_conv(conv)(in_channels, out_channels, kernel_size)
         self.norm2 = FrameGroupNorm(num_groups, out_channels, eps=eps, activation="silu")
-        self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size)
+        self.conv2 = make_conv(conv)(out_channels, out_channels, kernel_size)
         self.skip = CausalConv3d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:

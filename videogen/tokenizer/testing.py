@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 
 from videogen.config import from_dict
+from videogen.tokenizer.causal_conv import TemporalCausalConv
 from videogen.tokenizer.config import QUANTIZERS, TokenizerConfig
 from videogen.tokenizer.model import VideoTokenizer
 from videogen.tokenizer.norm import AdaptiveGroupNorm
-
 
 _TINY_QUANTIZERS = {  # 64 codes each
     "lfq": {"bits": 6},
@@ -43,7 +43,8 @@ def tiny_config(**overrides) -> TokenizerConfig:
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every parameter random values (the adaptive norms start as identity maps otherwise)."""
+    """Give every parameter random values (the adaptive norms and the factorized convs' time convs start
+    as identity maps otherwise)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -53,6 +54,8 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                         torch.randn(p.shape, generator=generator) * 0.3
                         + (1.0 if p is module.scale.bias else 0.0)
                     )
+            elif isinstance(module, TemporalCausalConv):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.5)
             elif isinstance(module, torch.nn.GroupNorm) and module.affine:
                 module.weight.copy_(1 + 0.2 * torch.randn(module.weight.shape, generator=generator))
                 module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=generator))

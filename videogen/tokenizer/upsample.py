@@ -12,7 +12,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from videogen.tokenizer.causal_conv import CausalCache, CausalConv3d, is_channels_last
+from videogen.tokenizer.causal_conv import CausalCache, is_channels_last, make_conv
 
 
 def depth_to_space_3d(x: torch.Tensor, factors: tuple[int, int, int]) -> torch.Tensor:
@@ -49,12 +49,16 @@ class DepthToSpaceUpsample(nn.Module):
     """
 
     def __init__(
-        self, channels: int, factors: tuple[int, int, int], kernel_size: tuple[int, int, int]
+        self,
+        channels: int,
+        factors: tuple[int, int, int],
+        kernel_size: tuple[int, int, int],
+        conv: str = "full",
     ) -> None:
         super().__init__()
         self.factors = tuple(factors)
         st, sh, sw = self.factors
-        self.conv = CausalConv3d(channels, channels * st * sh * sw, kernel_size)
+        self.conv = make_conv(conv)(channels, channels * st * sh * sw, kernel_size)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         first_chunk = cache is None or self not in cache
