@@ -107,7 +107,13 @@ GAN = {
 def gan_run(tmp_path_factory, sample):
     """3 steps with the GAN on from step 0, image batches mixed in, evaluation at step 2 and at the end."""
     root = tmp_path_factory.mktemp("runs")
-    extra = {**GAN, "data.image_data": str(sample.images), "data.image_ratio": 0.4}
+    # a second held-out set (the same clips under another name: its numbers must equal val's)
+    extra = {
+        **GAN,
+        "data.image_data": str(sample.images),
+        "data.image_ratio": 0.4,
+        "eval.sets.again": str(sample.val),
+    }
     args = overrides(root, sample, "gan", **extra)
     code, out, err = train(args)
     assert code == 0, err[-3000:]
@@ -123,25 +129,40 @@ def test_train_writes_checkpoint_export_samples_and_metrics(gan_run, sample):
     assert {p.name for p in (run_dir / "export").iterdir()} == {"config.yaml", "model.safetensors"}
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["run"]["name"] == "gan"
     # periodic samples (step 2) and final reconstructions: 2 clips stacked, each input | reconstruction
-    for stem in (run_dir / "samples" / "step_000002", run_dir / "reconstructions"):
+    for stem in (
+        run_dir / "samples" / "step_000002",
+        run_dir / "samples" / "step_000002_again",
+        run_dir / "reconstructions",
+        run_dir / "reconstructions_again",
+    ):
         frames = read_video(stem.with_suffix(".mp4"))
         assert frames.shape == (FRAMES, 2 * SIZE + 2, 2 * SIZE + 2, 3)
         assert read_video(stem.with_suffix(".gif")).shape == frames.shape
     rows = records(run_dir)
     losses = [r for r in rows if "loss/rec" in r]
     assert [r["step"] for r in losses] == [1, 2, 3]
-    for name in ("loss/g_adv", "loss/d", "loss/lecam", "d/logits_real", "d/logits_fake", "quantizer/perplexity"):
+    for name in (
+        "loss/g_adv",
+        "loss/d",
+        "loss/lecam",
+        "d/logits_real",
+        "d/logits_fake",
+        "quantizer/perplexity",
+    ):
         assert all(np.isfinite(r[name]) for r in losses), name
     assert any("loss/r1" in r for r in losses)  # every second discriminator step
     assert all("grad_norm/generator" in r and "lr/discriminator" in r for r in losses)
     evals = {r["step"]: r for r in rows if "eval/psnr" in r}
     assert set(evals) == {2} and 0 < evals[2]["eval/codebook_usage"] <= 1
+    assert evals[2]["eval/again/psnr"] == evals[2]["eval/psnr"]
     final = json.loads((run_dir / "eval.json").read_text())
     assert final["step"] == 3 and final["tokenizer"]["num_clips"] == 2
+    assert final["sets"]["again"]["psnr"] == final["tokenizer"]["psnr"]
     assert any("final/psnr" in r for r in rows)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     summary = gan_run["stdout"]
     assert str(run_dir / "export") in summary and f"PSNR {final['tokenizer']['psnr']:.2f} dB" in summary
+    assert "held-out again" in summary
     # joint training: the sampler put image batches among the first 3 steps
     cfg = load_training_config(
         None, gan_run["args"] + [f"data.image_data={sample.images}", "data.image_ratio=0.4"]

@@ -144,6 +144,9 @@ class EvalConfig:
     ``kind``: what ``data.val`` holds, ``"video"`` clips (centered windows of ``data.num_frames``)
     or ``"image"`` files (1-frame clips, for image tokenizers). Samples: the first ``num_samples``
     held-out clips side by side (input | reconstruction) as ``samples/step_XXXXXX.{mp4,gif}``.
+    ``sets``: more held-out sets (name -> manifest or folder, of the same ``kind``; e.g. ``real:
+    data/sample/real_val.jsonl``), evaluated and reported beside ``data.val`` (metrics
+    ``eval/<name>/...``, samples ``samples/step_XXXXXX_<name>.*``, ``reconstructions_<name>.*``).
     """
 
     kind: str = "video"  # "video" | "image"
@@ -152,6 +155,7 @@ class EvalConfig:
     num_samples: int = 4  # clips in the side-by-side sample videos; 0 = none
     sample_fps: float = 8.0  # frame rate of the sample mp4 / gif
     final: str = "on"  # "on" | "off": evaluate the export and write reconstructions after training
+    sets: dict[str, str] = field(default_factory=dict)  # more held-out sets: name -> manifest or folder
 
     def validate(self) -> None:
         check(self.kind in ("video", "image"), "kind", self.kind, "use video or image")
@@ -160,6 +164,13 @@ class EvalConfig:
         check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
         check(self.sample_fps > 0, "sample_fps", self.sample_fps, "must be > 0")
         check(self.final in ("on", "off"), "final", self.final, "use on or off")
+        for name in self.sets:
+            check(
+                name.isidentifier() and name != "val",
+                "sets",
+                name,
+                "set names must be identifiers other than 'val' (data.val is evaluated as 'val')",
+            )
 
 
 def _tiny() -> TokenizerConfig:

@@ -6,7 +6,8 @@ goes through :func:`videogen.inference.evaluate_tokenizer.evaluate_tokenizer` (t
 command's function: centered windows, PSNR / SSIM per frame, usage over all clips); image data
 (``eval.kind: image``, for image tokenizers) through the same metrics over 1-frame clips.
 Samples: the first ``eval.num_samples`` held-out clips, each row ``input | reconstruction``, written as
-``<stem>.mp4`` and ``<stem>.gif``.
+``<stem>.mp4`` and ``<stem>.gif``. Every held-out set (``data.val`` as ``val``, then ``eval.sets``) is
+evaluated and sampled on its own; results are keyed by set name.
 """
 
 from __future__ import annotations
@@ -80,18 +81,19 @@ def sample_grid(inputs: torch.Tensor, reconstructions: torch.Tensor) -> np.ndarr
 
 
 class HeldOutEvaluator:
-    """Evaluates tokenizer weights on ``data.val`` and writes side-by-side samples (call on rank 0)."""
+    """Evaluates tokenizer weights on the held-out sets and writes side-by-side samples (call on rank 0).
+
+    ``sources``: set name -> manifest or folder: ``val`` (``data.val``) first, then ``eval.sets``.
+    """
 
     def __init__(self, cfg: TokenizerTrainingConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
         self.model = VideoTokenizer(cfg.model).to(device).eval().requires_grad_(False)
-        self._clips: torch.Tensor | None = None
-        self.last: tuple[int, dict[str, Any]] | None = None  # (step, metrics) of the latest evaluation
-
-    @property
-    def source(self) -> str:
-        return str(self.cfg.data.val)
+        self.sources: dict[str, str] = {"val": str(cfg.data.val), **cfg.eval.sets}
+        self._clips: dict[str, torch.Tensor] = {}
+        # (step, {set name: metrics}) of the latest evaluation
+        self.last: tuple[int, dict[str, dict[str, Any]]] | None = None
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
@@ -100,15 +102,20 @@ class HeldOutEvaluator:
         """Evaluate ``model`` (e.g. the export loaded with ``from_pretrained``) from now on."""
         self.model = model.to(self.device).eval().requires_grad_(False)
 
-    def evaluate(self, step: int, progress: bool = False) -> dict[str, Any]:
-        """Metrics of the current weights: ``psnr`` (dB), ``ssim``, ``codebook`` {...}, ``num_clips``, ..."""
+    def evaluate(self, step: int, progress: bool = False) -> dict[str, dict[str, Any]]:
+        """Metrics of the current weights per set: ``{name: {psnr (dB), ssim, codebook {...}, num_clips, ...}}``."""
+        results = {name: self._evaluate(source, progress) for name, source in self.sources.items()}
+        self.last = (step, results)
+        return results
+
+    def _evaluate(self, source: str, progress: bool) -> dict[str, Any]:
         data, ev = self.cfg.data, self.cfg.eval
         if ev.kind == "image":
-            metrics = evaluate_images(self.model, self.source, data.resolution, ev.num_clips, ev.batch_size)
+            metrics = evaluate_images(self.model, source, data.resolution, ev.num_clips, ev.batch_size)
         else:
             result = evaluate_tokenizer(
                 self.model,
-                self.source,
+                source,
                 num_frames=data.num_frames,
                 resolution=data.resolution,
                 fps=data.target_fps,
@@ -118,30 +125,35 @@ class HeldOutEvaluator:
                 progress=progress,
             )
             metrics = result["tokenizer"]
-        self.last = (step, metrics)
         return metrics
 
     @staticmethod
-    def scalars(metrics: dict[str, Any]) -> dict[str, float]:
-        """The numbers worth a TensorBoard curve."""
-        code = metrics["codebook"]
-        return {
-            "psnr": float(metrics["psnr"]),
-            "ssim": float(metrics["ssim"]),
-            "codebook_usage": float(code["usage_fraction"]),
-            "codebook_used": float(code["used_codes"]),
-            "codebook_perplexity": float(code["perplexity"]),
-        }
+    def scalars(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """The numbers worth a TensorBoard curve: ``psnr``, ... for ``val``, ``<set>/psnr``, ... for the others."""
+        out = {}
+        for name, metrics in results.items():
+            prefix = "" if name == "val" else f"{name}/"
+            code = metrics["codebook"]
+            out.update(
+                {
+                    f"{prefix}psnr": float(metrics["psnr"]),
+                    f"{prefix}ssim": float(metrics["ssim"]),
+                    f"{prefix}codebook_usage": float(code["usage_fraction"]),
+                    f"{prefix}codebook_used": float(code["used_codes"]),
+                    f"{prefix}codebook_perplexity": float(code["perplexity"]),
+                }
+            )
+        return out
 
-    def sample_clips(self) -> torch.Tensor:
-        """The first ``eval.num_samples`` held-out clips ``(N, 3, T, H, W)`` in [-1, 1] (read once)."""
-        if self._clips is None:
-            data, n = self.cfg.data, self.cfg.eval.num_samples
+    def sample_clips(self, name: str = "val") -> torch.Tensor:
+        """The first ``eval.num_samples`` clips of set ``name``, ``(N, 3, T, H, W)`` in [-1, 1] (read once)."""
+        if name not in self._clips:
+            data, n, source = self.cfg.data, self.cfg.eval.num_samples, self.sources[name]
             if self.cfg.eval.kind == "image":
-                _, batches = _image_batches(self.source, data.resolution, n, n)
+                _, batches = _image_batches(source, data.resolution, n, n)
             else:
                 _, batches = eval_batches(
-                    self.source,
+                    source,
                     data.num_frames,
                     (data.resolution, data.resolution),
                     fps=data.target_fps,
@@ -149,16 +161,19 @@ class HeldOutEvaluator:
                     batch_size=n,
                     backend=data.backend,
                 )
-            self._clips = next(iter(batches))["video"]
-        return self._clips
+            self._clips[name] = next(iter(batches))["video"]
+        return self._clips[name]
 
     @torch.no_grad()
-    def write_samples(self, stem: Path) -> tuple[torch.Tensor, list[Path]]:
-        """Reconstruct the sample clips; write ``stem.mp4`` and ``stem.gif``. Returns the pairs for
-        TensorBoard, ``(N, 3, T, H, 2W)``, and the files written."""
+    def write_samples(self, stem: Path, name: str = "val") -> tuple[torch.Tensor, list[Path]]:
+        """Reconstruct the sample clips of set ``name``; write ``stem.mp4`` and ``stem.gif`` (``stem`` gets
+        ``_<name>`` for sets other than ``val``). Returns the pairs for TensorBoard, ``(N, 3, T, H, 2W)``,
+        and the files written."""
         if self.cfg.eval.num_samples == 0:
             return torch.empty(0), []
-        clips = self.sample_clips().to(self.device)
+        if name != "val":
+            stem = stem.with_name(f"{stem.name}_{name}")
+        clips = self.sample_clips(name).to(self.device)
         recon = self.model.detokenize(self.model.tokenize(clips))
         frames = sample_grid(clips.cpu(), recon.cpu())
         fps = self.cfg.eval.sample_fps
@@ -167,9 +182,17 @@ class HeldOutEvaluator:
 
 
 def check_eval_data(cfg: TokenizerTrainingConfig) -> None:
-    """Fail before training when ``data.val`` is set but missing (:class:`~videogen.errors.UserError`)."""
+    """Fail before training when a held-out set is named but missing (:class:`~videogen.errors.UserError`)."""
     if cfg.data.val and not Path(cfg.data.val).exists():
         raise UserError(
             f"data.val = '{cfg.data.val}' does not exist; give a held-out manifest or folder "
             "(`./run.sh data manifest`), or data.val=null to train without held-out evaluation"
         )
+    if cfg.eval.sets and not cfg.data.val:
+        raise UserError("eval.sets needs data.val (the main held-out set); set it or eval.sets={}")
+    for name, source in cfg.eval.sets.items():
+        if not Path(source).exists():
+            raise UserError(
+                f"eval.sets.{name} = '{source}' does not exist; give a held-out manifest or folder, "
+                f"or drop the set (eval.sets={{}})"
+            )

@@ -65,7 +65,7 @@ def contiguous_parameters(module: torch.nn.Module) -> torch.nn.Module:
 
 def _decoder_input_in_weight_dtype(decoder: torch.nn.Module, args: tuple) -> tuple | None:
     latent, *rest = args
-    dtype = decoder.conv_in.weight.dtype
+    dtype = decoder.weight_dtype
     return None if latent.dtype == dtype else (latent.to(dtype), *rest)
 
 
@@ -95,7 +95,7 @@ def summary_text(
     cfg: TokenizerTrainingConfig,
     trainer: Trainer,
     export_dir: Path,
-    metrics: dict[str, Any] | None,
+    results: dict[str, dict[str, Any]] | None,
     samples: list[Path],
     timing: dict[str, Any],
 ) -> str:
@@ -114,16 +114,18 @@ def summary_text(
     lines.append(
         f"  metrics          {run_dir / 'metrics.jsonl'}, TensorBoard: tensorboard --logdir {run_dir}"
     )
-    if metrics is not None:
-        code = metrics["codebook"]
-        frames = metrics.get("num_frames", cfg.data.num_frames)
-        res = cfg.data.resolution
-        lines.append(
-            f"  held-out ({metrics['num_clips']} clips of {frames}x{res}x{res}, {cfg.data.val}): "
-            f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, codebook usage "
-            f"{code['used_codes']}/{code['codebook_size']} ({100 * code['usage_fraction']:.1f}%), "
-            f"perplexity {code['perplexity']:.1f}"
-        )
+    if results is not None:
+        sources = {"val": cfg.data.val, **cfg.eval.sets}
+        for name, metrics in results.items():
+            code = metrics["codebook"]
+            frames = metrics.get("num_frames", cfg.data.num_frames)
+            res = cfg.data.resolution
+            lines.append(
+                f"  held-out {name} ({metrics['num_clips']} clips of {frames}x{res}x{res}, {sources[name]}): "
+                f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, codebook usage "
+                f"{code['used_codes']}/{code['codebook_size']} ({100 * code['usage_fraction']:.1f}%), "
+                f"perplexity {code['perplexity']:.1f}"
+            )
     else:
         lines.append("  held-out evaluation: off (no data.val or eval.final=off)")
     return "\n".join(lines)
@@ -141,17 +143,23 @@ def finish(
     )
     if not trainer.dist.is_main:
         return
-    metrics, samples = None, []
+    results, samples = None, []
     if evaluator is not None and cfg.eval.final == "on":
         reuse = evaluator.last is not None and evaluator.last[0] == trainer.step  # same (EMA) weights
         evaluator.use_model(VideoTokenizer.from_pretrained(export_dir, map_location=trainer.device))
-        metrics = evaluator.last[1] if reuse else evaluator.evaluate(trainer.step, progress=True)
-        _, samples = evaluator.write_samples(trainer.run_dir / "reconstructions")
-        result = {"step": trainer.step, "export": str(export_dir), "tokenizer": metrics}
+        results = evaluator.last[1] if reuse else evaluator.evaluate(trainer.step, progress=True)
+        for name in results:
+            samples += evaluator.write_samples(trainer.run_dir / "reconstructions", name)[1]
+        result = {
+            "step": trainer.step,
+            "export": str(export_dir),
+            "tokenizer": results["val"],
+            "sets": {name: m for name, m in results.items() if name != "val"},
+        }
         (trainer.run_dir / "eval.json").write_text(json.dumps(result, indent=1) + "\n")
-        trainer.logger.scalars(trainer.step, {f"final/{k}": v for k, v in evaluator.scalars(metrics).items()})
+        trainer.logger.scalars(trainer.step, {f"final/{k}": v for k, v in evaluator.scalars(results).items()})
     timing["wall_s"] = time.time() - timing["started"]
-    print(summary_text(cfg, trainer, export_dir, metrics, samples, timing), flush=True)
+    print(summary_text(cfg, trainer, export_dir, results, samples, timing), flush=True)
 
 
 def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
@@ -193,15 +201,23 @@ def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
             scalars = None
             if evaluator is not None:
                 evaluator.load_weights(generator_weights(trainer))
-                metrics = evaluator.evaluate(step)
-                pairs, paths = evaluator.write_samples(trainer.run_dir / "samples" / f"step_{step:06d}")
-                if len(pairs):
-                    trainer.logger.video(step, "eval/reconstruction", pairs)  # input | reconstruction
-                scalars = evaluator.scalars(metrics)
+                results = evaluator.evaluate(step)
+                paths = []
+                for name in results:
+                    pairs, written = evaluator.write_samples(
+                        trainer.run_dir / "samples" / f"step_{step:06d}", name
+                    )
+                    paths += written[:1]
+                    if len(pairs):  # input | reconstruction
+                        tag = "eval/reconstruction" if name == "val" else f"eval/{name}/reconstruction"
+                        trainer.logger.video(step, tag, pairs)
+                scalars = evaluator.scalars(results)
+                text = ", ".join(
+                    f"{name} PSNR {m['psnr']:.2f} dB SSIM {m['ssim']:.4f}" for name, m in results.items()
+                )
                 info(
-                    f"step {step}: held-out PSNR {scalars['psnr']:.2f} dB, SSIM {scalars['ssim']:.4f}, "
-                    f"codebook usage {100 * scalars['codebook_usage']:.1f}%"
-                    + (f"; samples {paths[0]}" if paths else "")
+                    f"step {step}: held-out {text}, codebook usage {100 * scalars['codebook_usage']:.1f}%"
+                    + (f"; samples {', '.join(str(p) for p in paths)}" if paths else "")
                 )
             barrier()
             return scalars
