@@ -180,7 +180,9 @@ def test_vq_restarts_dead_codes_from_batch_latents():
     torch.manual_seed(0)
     vq = VQ(8, 3, dead_code_threshold=0.5)
     with torch.no_grad():
-        vq.codebook.copy_(F.normalize(torch.tensor([1.0, 0.0, 0.0]).repeat(8, 1) + 0.01 * torch.randn(8, 3), dim=1))
+        vq.codebook.copy_(
+            F.normalize(torch.tensor([1.0, 0.0, 0.0]).repeat(8, 1) + 0.01 * torch.randn(8, 3), dim=1)
+        )
     z = torch.randn(2, 3, 6, 6)
     unit = F.normalize(z, dim=1).movedim(1, -1).reshape(-1, 3)
     counts = torch.bincount((unit @ vq.codebook.T).argmax(1), minlength=8).float()
