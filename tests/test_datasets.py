@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -161,6 +162,20 @@ def test_broken_files_are_substituted_and_counted(tmp_path, video_files):
     assert all(it["video"].shape == (3, 17, 32, 32) for it in items)
     again = data[4]  # deterministic substitution
     assert again["index"] == items[4]["index"] and again["num_failed"] == items[4]["num_failed"]
+
+
+def test_preloaded_items_equal_decoded_items_and_failures_are_still_substituted(tmp_path, video_files):
+    source = _bad_manifest(tmp_path, video_files)
+    decoded = VideoClipDataset(source, num_frames=17, resolution=32, seed=0)
+    preloaded = VideoClipDataset(source, num_frames=17, resolution=32, seed=0, preload=True)
+    assert preloaded.cache.num_failed == 3 and 0 < preloaded.cache.nbytes < 3 * 40 * 32 * 48 * 3 + 1
+    for i in range(len(decoded)):
+        a, b = decoded[i], preloaded[i]
+        assert (a["index"], a["num_failed"]) == (b["index"], b["num_failed"])
+        # the cache resizes whole frames once, the transform then crops: the same pixels up to rounding
+        assert (a["video"] - b["video"]).abs().max() <= 2 / 255
+    with pytest.raises(DataError, match="preload_max_gb"):
+        VideoClipDataset(source, num_frames=17, resolution=32, preload=True, preload_max_gb=1e-6)
 
 
 def test_failure_monitor_raises_above_the_fraction():
@@ -336,3 +351,9 @@ def test_loader_joint_image_video_batches(clip_folder, tmp_path, pattern):
     shapes = [tuple(b["video"].shape) for b in loader]
     assert sorted(set(shapes)) == [(2, 3, 1, 32, 32), (2, 3, 5, 32, 32)]
     assert shapes.count((2, 3, 1, 32, 32)) == shapes.count((2, 3, 5, 32, 32)) == 2
+    # more images per image batch, everything preloaded: the same kinds of batches, no decoding
+    cfg = dataclasses.replace(cfg, image_batch_size=4, preload=True)
+    loader, _ = build_loader(cfg, "train", batch_size=2)
+    assert loader.dataset.videos.cache is not None and loader.dataset.images.cache is not None
+    shapes = [tuple(b["video"].shape) for b in loader]
+    assert sorted(set(shapes)) == [(2, 3, 5, 32, 32), (4, 3, 1, 32, 32)]

@@ -32,7 +32,14 @@ class DataConfig:
     min_samples_before_failure_check: int = 64  # ... but only after this many samples were seen
     image_data: str | None = None  # images (folder or manifest) mixed in as 1-frame videos
     image_ratio: float = 0.0  # fraction of training batches that are image batches (0 = video only)
+    # images per image batch (per process); null = the clip batch size. An image costs about 1/num_frames
+    # of a clip, so image batches can hold many more samples at the same cost
+    image_batch_size: int | None = None
     num_workers: int = 2  # DataLoader worker processes (forked); 0 = load in the main process
+    # decode every training file once at start into memory at the training resolution (for data that
+    # fits in RAM: no decoding per step, so num_workers=0 leaves the cores to the model)
+    preload: bool = False
+    preload_max_gb: float = 4.0  # refuse to preload more than this (estimated from the manifest)
     prefetch_factor: int = 2  # batches each worker prepares ahead
     timeout_s: float = 300.0  # a worker that takes longer for one batch fails the run (a hung decoder)
     max_attempts: int = 10  # a sample is replaced by another at most this many times in a row
@@ -78,7 +85,14 @@ class DataConfig:
             self.image_ratio,
             "needs data.image_data (a folder or manifest of images); set it or use image_ratio=0",
         )
+        check(
+            self.image_batch_size is None or self.image_batch_size >= 1,
+            "image_batch_size",
+            self.image_batch_size,
+            "must be >= 1 or null (= the clip batch size)",
+        )
         check(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
+        check(self.preload_max_gb > 0, "preload_max_gb", self.preload_max_gb, "must be > 0")
         check(self.prefetch_factor >= 1, "prefetch_factor", self.prefetch_factor, "must be >= 1")
         check(self.timeout_s > 0, "timeout_s", self.timeout_s, "must be > 0 seconds")
         check(self.max_attempts >= 1, "max_attempts", self.max_attempts, "must be >= 1")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from videogen.data.failures import DataError
+from videogen.data.frame_cache import FrameCache
 from videogen.data.manifest import Manifest
 from videogen.data.manifest_builder import load_manifest
 from videogen.data.transforms import ClipTransform
@@ -23,7 +24,7 @@ class ImageDataset(SubstitutingDataset):
     """Images from a manifest (``.jsonl`` with ``path``), a folder (labels from sub-folders) or a :class:`Manifest`.
 
     ``train``: random crop and flip; otherwise center crop. Unreadable images are replaced and
-    counted in ``num_failed``, as for videos.
+    counted in ``num_failed``, as for videos. ``preload``: decode every image once now (``FrameCache``).
     """
 
     def __init__(
@@ -35,6 +36,8 @@ class ImageDataset(SubstitutingDataset):
         seed: int = 0,
         max_attempts: int = 10,
         probe_workers: int = 2,
+        preload: bool = False,
+        preload_max_gb: float = 4.0,
     ) -> None:
         manifest = source if isinstance(source, Manifest) else load_manifest(source, "image", probe_workers)
         if len(manifest) == 0:
@@ -44,7 +47,11 @@ class ImageDataset(SubstitutingDataset):
         self.epoch = 0
         self.max_attempts = max_attempts
         self.transform = ClipTransform(resolution, train=train, random_flip=random_flip)
+        self.cache = FrameCache(manifest, resolution, "image", max_gb=preload_max_gb) if preload else None
 
     def load(self, row: int, rng: np.random.Generator) -> torch.Tensor:
-        image = read_image(self.manifest.paths[row])  # (H, W, 3) uint8
-        return self.transform(image[None], rng)  # (1, H, W, 3) -> (3, 1, res, res)
+        if self.cache is not None:
+            frames = self.cache.frames(row)  # (1, H', W', 3) uint8
+        else:
+            frames = read_image(self.manifest.paths[row])[None]  # (H, W, 3) -> (1, H, W, 3) uint8
+        return self.transform(frames, rng)  # (1, H, W, 3) -> (3, 1, res, res)

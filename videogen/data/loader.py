@@ -73,6 +73,8 @@ def _video_dataset(cfg: DataConfig, source: str, split: str, train: bool, seed: 
         random_flip=cfg.random_flip,
         seed=seed,
         max_attempts=cfg.max_attempts,
+        preload=cfg.preload and train,
+        preload_max_gb=cfg.preload_max_gb,
     )
 
 
@@ -85,6 +87,8 @@ def _image_dataset(cfg: DataConfig, split: str, train: bool, seed: int) -> Image
         random_flip=cfg.random_flip,
         seed=seed,
         max_attempts=cfg.max_attempts,
+        preload=cfg.preload and train,
+        preload_max_gb=cfg.preload_max_gb,
     )
 
 
@@ -126,8 +130,9 @@ def build_loader(
     dataset: Dataset
     if train and cfg.image_ratio >= 1.0:
         dataset = _image_dataset(cfg, split, train, seed)
-        sampler = ResumableSampler(len(dataset), batch_size, **sampler_kwargs)
-        _check_batches(sampler, dataset, f"image data '{cfg.image_data}'", batch_size, world_size)
+        image_batch = cfg.image_batch_size or batch_size
+        sampler = ResumableSampler(len(dataset), image_batch, **sampler_kwargs)
+        _check_batches(sampler, dataset, f"image data '{cfg.image_data}'", image_batch, world_size)
     else:
         videos = _video_dataset(cfg, source, split, train, seed)
         sampler = ResumableSampler(len(videos), batch_size, **sampler_kwargs)
@@ -135,8 +140,9 @@ def build_loader(
         dataset = videos
         if train and cfg.image_ratio > 0:
             images = _image_dataset(cfg, split, train, seed)
-            image_sampler = ResumableSampler(len(images), batch_size, **sampler_kwargs)
-            _check_batches(image_sampler, images, f"image data '{cfg.image_data}'", batch_size, world_size)
+            image_batch = cfg.image_batch_size or batch_size
+            image_sampler = ResumableSampler(len(images), image_batch, **sampler_kwargs)
+            _check_batches(image_sampler, images, f"image data '{cfg.image_data}'", image_batch, world_size)
             dataset = JointDataset(videos, images)
             sampler = JointBatchSampler(sampler, image_sampler, cfg.image_ratio, len(videos), seed)
     workers = cfg.num_workers

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from videogen.data.clip_index import choose_window, fits, is_valid_num_frames, source_step
 from videogen.data.failures import DataError
+from videogen.data.frame_cache import FrameCache
 from videogen.data.manifest import Manifest
 from videogen.data.manifest_builder import load_manifest
 from videogen.data.transforms import ClipTransform
@@ -76,6 +77,7 @@ class VideoClipDataset(SubstitutingDataset):
 
     ``source``: a manifest (``.jsonl``), a folder (probed now) or a :class:`Manifest`. ``train``:
     random window start, random crop and flip; otherwise the centered window, center crop, no flip.
+    ``preload``: decode every file once now into a :class:`FrameCache` (no decoding per item).
     """
 
     def __init__(
@@ -92,6 +94,8 @@ class VideoClipDataset(SubstitutingDataset):
         seed: int = 0,
         max_attempts: int = 10,
         probe_workers: int = 2,
+        preload: bool = False,
+        preload_max_gb: float = 4.0,
     ) -> None:
         if not is_valid_num_frames(num_frames):
             raise ValueError(f"num_frames must be 1 + 4k, got {num_frames}")
@@ -130,6 +134,7 @@ class VideoClipDataset(SubstitutingDataset):
                 "data.too_short=loop"
             )
         self.manifest = manifest
+        self.cache = FrameCache(manifest, resolution, "video", backend, preload_max_gb) if preload else None
 
     def frame_indices(self, row: int, rng: np.random.Generator | None) -> np.ndarray:
         """Source frame indices of the clip for ``row`` (pure index math on the verified count)."""
@@ -148,5 +153,8 @@ class VideoClipDataset(SubstitutingDataset):
 
     def load(self, row: int, rng: np.random.Generator) -> torch.Tensor:
         indices = self.frame_indices(row, rng)
-        frames = read_video(self.manifest.paths[row], indices, backend=self.backend)  # (T, H, W, 3) uint8
+        if self.cache is not None:
+            frames = self.cache.frames(row, indices)  # (T, H', W', 3) uint8, short side at the resolution
+        else:
+            frames = read_video(self.manifest.paths[row], indices, backend=self.backend)  # (T, H, W, 3) uint8
         return self.transform(frames, rng)  # (3, T, res, res) float in [-1, 1]
