@@ -106,7 +106,9 @@ case "$command" in
     # the deepspeed launcher spells these with underscores
     ds_args=()
     for a in "${launcher[@]}"; do ds_args+=("$(echo "$a" | sed -e 's/^--num-gpus/--num_gpus/' -e 's/^--num-nodes/--num_nodes/' -e 's/^--master-port/--master_port/' -e 's/^--master-addr/--master_addr/')"); done
-    exec "$VENV/bin/deepspeed" "${ds_args[@]}" --no_local_rank --module videogen train "${rest[@]}"
+    # Under a supervisor: SIGTERM / Ctrl-C reach every rank once (each saves a checkpoint and exits), and
+    # no process outlives the command (the deepspeed runner alone leaves its ranks running when killed).
+    exec "$PY" -m videogen.launcher "$VENV/bin/deepspeed" "${ds_args[@]}" --no_local_rank --module videogen train "${rest[@]}"
     ;;
   *)
     ensure_env

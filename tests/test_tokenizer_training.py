@@ -277,9 +277,11 @@ def test_default_config_file_matches_the_builtin_fallback():
     assert yaml.safe_load(DEFAULT_CONFIG.read_text()) == BUILTIN_DEFAULT
     cfg = load_training_config(None, [])
     assert cfg.run.name == "tokenizer-default" and cfg.data.train == "data/sample/train.jsonl"
-    assert cfg.model == from_dict(
-        TokenizerConfig,
-        {"preset": "tiny", "lfq": {"bits": 10, "entropy_weight": 0.05, "entropy_anneal_steps": 100}},
+    assert (
+        cfg.model
+        == VideoTokenizer.from_preset(
+            "tiny", lfq={"entropy_weight": 0.05, "entropy_anneal_steps": 100}
+        ).config
     )
     assert cfg.train.optimizer.name == "adam" and cfg.train.optimizer.betas == (0.5, 0.9)
 

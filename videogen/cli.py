@@ -3,16 +3,20 @@
 Each command lives in ``videogen/commands/<module>.py`` with two functions,
 ``add_arguments(parser, command)`` and ``run(args) -> int``. Only the chosen command's module is
 imported, so ``--help`` is quick and one command's heavy imports never slow another.
-Bad input (a :class:`~videogen.errors.UserError`) is printed as one line and exits with code 2.
+Bad input (a :class:`~videogen.errors.UserError`, or an ``OSError`` such as a folder that is not
+writable) is printed as one line and exits with code 2. A command module that sets
+``INTERMIXED_ARGS = True`` takes its options anywhere among its positionals (``train tokenizer
+--config x.yaml key=value``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from videogen.errors import UserError
+from videogen.errors import UserError, os_error_line
 
 # command -> (module under videogen.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,6 +43,13 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _lost_another_process(error: RuntimeError) -> bool:
+    """A collective failed because another rank exited (it printed the reason; this rank adds nothing)."""
+    text = str(error)
+    several = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    return several and ("Connection closed by peer" in text or "Connection reset by peer" in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -51,13 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"videogen.commands.{COMMANDS[command][0]}")
     parser = argparse.ArgumentParser(prog=f"run.sh {command}", description=COMMANDS[command][1])
     module.add_arguments(parser, command)
-    args = parser.parse_args(argv[1:])
+    parse = parser.parse_intermixed_args if getattr(module, "INTERMIXED_ARGS", False) else parser.parse_args
+    args = parse(argv[1:])
     args.command = command
     try:
         return int(module.run(args) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment said no: a permission, a full disk, a path through a file
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if not _lost_another_process(e):
+            raise
+        rank = os.environ.get("RANK", "?")
+        print(
+            f"error: rank {rank}: another process of this run stopped; its own message says why",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

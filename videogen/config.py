@@ -38,6 +38,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_BOOL_WORDS = {"on": True, "off": False, "yes": True, "no": False, "y": True, "n": False}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against annotation ``tp`` and convert where lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(tp)
@@ -87,6 +90,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:  # an override such as log.tensorboard=off
+            return _BOOL_WORDS[value.lower()]
         raise ConfigError(f"config key '{key}' = {value!r} must be true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -183,6 +188,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        value = raw.strip()  # YAML 1.1 reads on/off/yes/no as booleans; keep the word (eval.final=off)
     return key.split("."), value
 
 

@@ -32,6 +32,7 @@ import torch
 
 from videogen.errors import UserError
 from videogen.inference.engine import InferenceEngine, Window, check_outpaint_mode, pick_device
+from videogen.inference.exports import check_weights
 from videogen.inference.frames import (
     apply_fit,
     as_frames,
@@ -98,6 +99,8 @@ class VideoGenPipeline:
         """Load the two export folders (``config.yaml`` + ``model.safetensors`` each); a missing folder or
         one of the wrong kind is a :class:`UserError`. ``kwargs`` go to the constructor."""
         device = pick_device(device)
+        check_weights(tokenizer_dir, "tokenizer")
+        check_weights(transformer_dir, "transformer")
         tokenizer = VideoTokenizer.from_pretrained(tokenizer_dir, map_location=device)
         transformer = CommitTransformer.from_pretrained(transformer_dir, device=device)
         kwargs.setdefault("export_dir", transformer_dir)

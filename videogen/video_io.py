@@ -56,6 +56,12 @@ def _check_file(path: str | Path) -> Path:
         raise VideoDecodeError(f"video '{path}' is not a file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"video '{path}' is empty (0 bytes)")
+    try:
+        open(path, "rb").close()
+    except OSError as e:  # decoders report this as a failed open; say what it is
+        raise VideoDecodeError(
+            f"video '{path}' cannot be read ({e.strerror}); check its permissions"
+        ) from None
     return path
 
 

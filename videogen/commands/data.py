@@ -75,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     from videogen.data.sample_data import SampleParams, make_sample_data
+    from videogen.inference.output import check_writable
 
     if args.workers < 0:
         raise UserError(f"--workers {args.workers} must be >= 0")
+    check_writable(args.out, folder=True)  # before minutes of rendering
     params = SampleParams(
         count=args.count,
         val_count=args.val_count,
@@ -118,8 +120,9 @@ def _manifest(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise UserError(f"folder '{folder}' does not exist or is not a folder")
     from videogen.data.manifest_builder import build_manifest, print_report  # imports torch: after the checks
+    from videogen.inference.output import check_writable
 
-    out = Path(args.out) if args.out else folder / "manifest.jsonl"
+    out = check_writable(Path(args.out) if args.out else folder / "manifest.jsonl")  # before probing
     try:
         report = build_manifest(
             folder,

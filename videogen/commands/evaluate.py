@@ -17,7 +17,7 @@ from pathlib import Path
 
 from videogen.data.config import DEFAULT_SAMPLE_DIR
 from videogen.inference.exports import resolve_export
-from videogen.inference.output import write_json
+from videogen.inference.output import check_writable, write_json
 
 DEFAULT_DATA = f"{DEFAULT_SAMPLE_DIR}/val.jsonl"
 
@@ -79,6 +79,7 @@ def run_tokenizer(args: argparse.Namespace) -> int:
     from videogen.tokenizer import VideoTokenizer
 
     export = resolve_export("tokenizer", args.tokenizer)
+    out = check_writable(args.out or _default_out(export, "tokenizer.json"))  # before the evaluation
     run_data = read_run_data_config(export)
     num_frames = args.num_frames or run_data.get("num_frames") or 17
     resolution = args.resolution or run_data.get("resolution") or 64
@@ -96,7 +97,7 @@ def run_tokenizer(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     result["tokenizer"].update(export=str(export), data=str(args.data))
-    out = write_json(args.out or _default_out(export, "tokenizer.json"), result)
+    out = write_json(out, result)
     print(format_tokenizer_table(result))
     print(f"wrote {out}")
     return 0
@@ -109,6 +110,7 @@ def run_transformer(args: argparse.Namespace) -> int:
 
     tokenizer_dir = resolve_export("tokenizer", args.tokenizer)
     transformer_dir = resolve_export("transformer", args.transformer)
+    out = check_writable(args.out or _default_out(transformer_dir, "frame_prediction.json"))
     pipe = VideoGenPipeline.from_pretrained(
         tokenizer_dir,
         transformer_dir,
@@ -136,7 +138,7 @@ def run_transformer(args: argparse.Namespace) -> int:
     result["frame_prediction"].update(
         tokenizer=str(tokenizer_dir), transformer=str(transformer_dir), data=str(args.data)
     )
-    out = write_json(args.out or _default_out(transformer_dir, "frame_prediction.json"), result)
+    out = write_json(out, result)
     print(format_prediction_table(result))
     print(f"wrote {out}")
     return 0

@@ -24,7 +24,13 @@ import numpy as np
 
 from videogen.errors import UserError
 from videogen.inference.exports import resolve_export
-from videogen.inference.output import IMAGE_SUFFIXES, check_output_path, sibling_path, write_output
+from videogen.inference.output import (
+    IMAGE_SUFFIXES,
+    check_output_path,
+    check_writable,
+    sibling_path,
+    write_output,
+)
 from videogen.video_io import probe_video, read_image, read_video
 
 INPUT_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".bmp", ".webp")
@@ -166,11 +172,18 @@ def load_pipeline(args: argparse.Namespace):
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
-    """Fail on a missing input file before loading any model."""
+    """Fail on a missing or unreadable input file before loading any model."""
     for name in ("input", "first", "last"):
         path = getattr(args, name, None)
         if path is not None and not Path(path).is_file():
             raise UserError(f"--{name} '{path}' does not exist (or is not a file)")
+        if path is not None:
+            try:
+                open(path, "rb").close()
+            except OSError as e:
+                raise UserError(
+                    f"--{name} '{path}' cannot be read ({e.strerror}); check its permissions"
+                ) from None
 
 
 def _expected_frames(args: argparse.Namespace, window: int) -> int | None:
@@ -183,7 +196,7 @@ def _expected_frames(args: argparse.Namespace, window: int) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     command = args.command
-    out = check_output_path(args.out, args.frames if command == "generate" else None)
+    out = check_writable(check_output_path(args.out, args.frames if command == "generate" else None))
     _check_inputs(args)
     box = parse_box(args.box) if command == "inpaint" else None
     pipe = load_pipeline(args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+INTERMIXED_ARGS = True  # `train tokenizer --config x.yaml key=value`: options among the overrides
 LOOPS = {"tokenizer": "videogen.training.tokenizer_loop", "transformer": "videogen.training.transformer_loop"}
 
 

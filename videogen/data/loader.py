@@ -1,9 +1,12 @@
 """``build_loader``: the DataLoader (and its resumable sampler) for a ``DataConfig`` split.
 
 Workers are forked, not persistent (a fresh fork per epoch sees the epoch set on the dataset), and
-get a ``timeout`` so a hung native decoder fails the run instead of stalling it. Each iteration of
-the loader is one epoch (or the rest of one, after a resume); the sampler's ``state_dict()`` always
-counts the batches the caller has received, not the ones workers fetched ahead.
+get a ``timeout`` so a hung native decoder fails the run instead of stalling it: the stall becomes a
+one-line :class:`DataError` naming the files of the batch it waited for, and the stuck workers are
+killed (a worker ignores SIGTERM, so a plain shutdown would leave it, and the interpreter would wait
+for it at exit forever). A worker also dies with its parent process, whatever kills that. Each
+iteration of the loader is one epoch (or the rest of one, after a resume); the sampler's
+``state_dict()`` always counts the batches the caller has received, not the ones workers fetched ahead.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -28,11 +31,45 @@ if TYPE_CHECKING:
     from videogen.data.sample_data import SampleParams
 
 
+DEFAULT_TIMEOUT_S = 300.0  # for loaders built without one (a batch should take seconds, not minutes)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Have Linux SIGKILL this process when its parent exits (elsewhere: nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_init(worker_id: int) -> None:
     # The main process turns SIGINT/SIGTERM into checkpoint-then-stop; workers must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()  # ... nor outlive it: a worker stuck in a decoder would otherwise be orphaned
     torch.set_num_threads(1)  # one process per core already; intra-op threads would oversubscribe
+
+
+def _stop_workers(batches: Any, kill: bool = False) -> None:
+    """Shut down the workers of a DataLoader iterator; SIGKILL any still alive (stuck ones ignore SIGTERM)."""
+    workers = list(getattr(batches, "_workers", ()))
+    if kill:  # stuck: do not wait for them to answer the shutdown
+        if getattr(batches, "_worker_pids_set", False):  # else torch reports our kill as a worker crash
+            torch.utils.data._utils.signal_handling._remove_worker_pids(id(batches))
+            batches._worker_pids_set = False
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(timeout=10)
 
 
 class EpochDataLoader(DataLoader):
@@ -44,6 +81,12 @@ class EpochDataLoader(DataLoader):
 
     batch_sampler: EpochBatchSampler
 
+    def __init__(self, dataset: Dataset, **kwargs: Any) -> None:
+        if kwargs.get("num_workers", 0) > 0:  # workers never wait forever, and never outlive their process
+            kwargs["timeout"] = kwargs.get("timeout") or DEFAULT_TIMEOUT_S
+            kwargs["worker_init_fn"] = kwargs.get("worker_init_fn") or _worker_init
+        super().__init__(dataset, **kwargs)
+
     def __iter__(self) -> Iterator[dict]:
         sampler = self.batch_sampler
         if sampler.position >= len(sampler):
@@ -52,11 +95,40 @@ class EpochDataLoader(DataLoader):
         set_epoch = getattr(self.dataset, "set_epoch", None)
         if set_epoch is not None:
             set_epoch(epoch)
-        for batch in super().__iter__():
-            consumed += 1
-            sampler.set_state(epoch, consumed)
-            yield batch
+        batches = super().__iter__()
+        try:
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except RuntimeError as e:
+                    if not str(e).startswith("DataLoader timed out"):
+                        raise
+                    _stop_workers(batches, kill=True)
+                    raise DataError(self._stall_message(epoch, consumed)) from None
+                consumed += 1
+                sampler.set_state(epoch, consumed)
+                yield batch
+        finally:  # also when the caller stops early or fails: no worker is left behind
+            if not self.persistent_workers:
+                _stop_workers(batches)
         sampler.set_state(epoch + 1, 0)
+
+    def _stall_message(self, epoch: int, position: int) -> str:
+        """One line: how long, which samples (and files) the loader was waiting for, what to do."""
+        waited = ""
+        try:
+            indices = [int(i) for i in self.batch_sampler.batch(epoch, position)]
+            paths = getattr(getattr(self.dataset, "manifest", None), "paths", None)
+            files = [str(paths[i]) for i in indices[:4]] if paths is not None else []
+            waited = f" waiting for samples {indices}" + (f" ({', '.join(files)})" if files else "")
+        except Exception:  # naming the files is a courtesy; the stall is the error
+            pass
+        return (
+            f"data loading stalled: no batch within data.timeout_s = {self.timeout:g} s{waited}; a decoder "
+            "is stuck on a damaged file or a slow disk: check or drop those files, or raise data.timeout_s"
+        )
 
 
 def _video_dataset(cfg: DataConfig, source: str, split: str, train: bool, seed: int) -> VideoClipDataset:

@@ -82,7 +82,13 @@ def read_label_file(path: str | Path) -> LabelTable:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"label file '{path}' does not exist")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(
+            f"label file '{path}' is not text; give a Kinetics CSV (youtube_id,label[,split]) or 'path,label' lines"
+        ) from None
+    lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise UserError(f"label file '{path}' is empty")
     header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]

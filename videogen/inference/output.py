@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -37,6 +38,32 @@ def check_output_path(path: str | Path, num_frames: int | None = None) -> Path:
         )
     if path.exists() and path.is_dir():
         raise UserError(f"output '{path}' is a folder; give a file name")
+    return path
+
+
+def check_writable(path: str | Path, flag: str = "--out", folder: bool = False) -> Path:
+    """Raise :class:`UserError` unless ``path`` (a file, or with ``folder=True`` a folder) can be written
+    there, before any work is done: not a folder (not a file) already, and its nearest existing parent
+    folder accepts new files. Writes nothing that stays."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise UserError(f"{flag} '{path}' is a folder; give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} '{path}' is a file; give a folder")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} '{path}': '{parent}' is a file, not a folder; choose another {flag}")
+    try:
+        handle, probe = tempfile.mkstemp(dir=parent, prefix=".videogen-write-check-")
+    except OSError as e:
+        raise UserError(
+            f"{flag} '{path}' cannot be written: folder '{parent}' refuses new files ({e.strerror}); "
+            f"choose another {flag} or fix the folder's permissions"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
     return path
 
 

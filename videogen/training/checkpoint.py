@@ -4,7 +4,8 @@ Layout of ``<run>/checkpoints/``::
 
     latest                      text: the name of the newest complete checkpoint
     step_00001000/
-      meta.json                 step, engines, world size (written last: marks the folder complete)
+      meta.json                 step, engines, world size, the run's config (written last: marks the
+                                folder complete)
       <engine>/                 DeepSpeed save_checkpoint (weights, optimizer, LR scheduler, step)
       ema_<engine>.safetensors  fp32 EMA weights
       client_state.pt           loop state: registered objects (LeCam, data position), guard counters
@@ -14,7 +15,9 @@ Layout of ``<run>/checkpoints/``::
 A save writes everything into ``.tmp-step_N``, then renames it to ``step_N`` and only then replaces
 ``latest`` (itself through a rename), so a crash at any point leaves ``latest`` on the previous
 complete checkpoint. Every rank must call :meth:`CheckpointManager.save` / ``load`` (DeepSpeed
-writes per-rank optimizer shards); the run directory must be on a filesystem all ranks share.
+writes per-rank optimizer shards); the run directory must be on a filesystem all ranks share. A
+checkpoint that cannot be read back (a damaged file) is refused with one line naming the previous
+complete one; nothing is ever deleted on resume.
 """
 
 from __future__ import annotations
@@ -73,7 +76,18 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    return json.loads((path / META_FILE).read_text())
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"checkpoint '{path}' has an unreadable {META_FILE} ({e}); resume from another checkpoint "
+            "(train.checkpoint.resume=PATH) or start a new run (run.name=NEW)"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 class CheckpointManager:
@@ -132,8 +146,11 @@ class CheckpointManager:
         engines: dict[str, Any],
         emas: dict[str, EMA],
         client_state: dict[str, Any],
+        config: dict[str, Any] | None = None,
     ) -> Path:
         """Write checkpoint ``step`` atomically (every rank calls this). Returns its folder.
+
+        ``config``: the run's flattened config (JSON values), kept in ``meta.json`` for resume checks.
 
         Refuses (``TrainingDivergedError``) when any weight is non-finite, so a diverged run never
         leaves a poisoned checkpoint behind.
@@ -169,6 +186,8 @@ class CheckpointManager:
                 "world_size": self.dist.world_size,
                 "time": time.strftime("%Y-%m-%d %H:%M:%S"),
             }
+            if config is not None:
+                meta["config"] = config
             _write_atomic(tmp / META_FILE, json.dumps(meta, indent=2) + "\n")
             os.replace(tmp, final)
             _fsync_dir(self.root)
@@ -192,26 +211,38 @@ class CheckpointManager:
     def load(self, path: Path, engines: dict[str, Any], emas: dict[str, EMA]) -> dict[str, Any]:
         """Restore engines (weights, optimizer, scheduler, step), EMAs and this rank's RNG.
 
-        Returns the client state written by :meth:`save`.
+        Returns the client state written by :meth:`save`. A file that cannot be read back (damaged,
+        truncated, unreadable, or for another model) is a :class:`UserError` naming the checkpoint.
         """
         meta = read_meta(path)
         missing = [name for name in engines if name not in meta["engines"]]
         missing += [f"ema_{name}" for name in emas if name not in meta.get("emas", [])]
         if missing:
             raise UserError(
-                f"checkpoint '{path}' lacks {', '.join(missing)}; was it written by another trainer?"
+                f"checkpoint '{path}' has no {', '.join(missing)} (it holds {', '.join(meta['engines'])}): a "
+                "resumed run cannot add a model; use the settings that wrote it, or start a new run (run.name=NEW)"
             )
-        for name, engine in engines.items():
-            loaded, _ = engine.load_checkpoint(
-                str(path), tag=name, load_optimizer_states=True, load_lr_scheduler_states=True
-            )
-            if loaded is None:
-                raise UserError(f"DeepSpeed could not load '{path / name}'")
-        for name, ema in emas.items():
-            ema.load(path / f"ema_{name}.safetensors")
-        rng_file = path / "rng" / f"rank_{self.dist.rank:05d}.pt"
-        if rng_file.is_file():  # absent when the world size grew: the caller reseeds
-            load_rng_state(rng_file)
-        client = torch.load(path / CLIENT_FILE, map_location="cpu", weights_only=True)
+        try:
+            for name, engine in engines.items():
+                loaded, _ = engine.load_checkpoint(
+                    str(path), tag=name, load_optimizer_states=True, load_lr_scheduler_states=True
+                )
+                if loaded is None:
+                    raise UserError(f"DeepSpeed could not load '{path / name}'")
+            for name, ema in emas.items():
+                ema.load(path / f"ema_{name}.safetensors")
+            rng_file = path / "rng" / f"rank_{self.dist.rank:05d}.pt"
+            if rng_file.is_file():  # absent when the world size grew: the caller reseeds
+                load_rng_state(rng_file)
+            client = torch.load(path / CLIENT_FILE, map_location="cpu", weights_only=True)
+        except UserError:
+            raise
+        except Exception as e:  # whatever the loaders raise on a damaged file
+            older = [p for step, p in self.complete() if step < int(meta.get("step", 0))]
+            hint = f"train.checkpoint.resume={older[-1]}" if older else "train.checkpoint.resume=PATH"
+            raise UserError(
+                f"checkpoint '{path}' cannot be loaded ({_first_line(e)}); it is damaged or was written "
+                f"for another model: resume from an older one ({hint}) or start a new run (run.name=NEW)"
+            ) from None
         client["restored_rng"] = rng_file.is_file()
         return client

@@ -5,7 +5,12 @@ A single process needs no launcher: the rendezvous variables DeepSpeed expects (
 them (DeepSpeed would otherwise look for MPI). Several processes come from the ``deepspeed``
 launcher or ``torchrun``, which set them. The backend is NCCL on GPU and gloo on CPU
 (``DS_ACCELERATOR=cpu``). :func:`teardown_distributed` barriers and destroys the group: two-rank runs
-otherwise abort at interpreter exit now and then.
+otherwise abort at interpreter exit now and then (after an error it only destroys it: the other ranks
+may be inside another collective, and a barrier would wait for them forever).
+
+A rank started by a launcher watches the launcher's processes (:func:`watch_launcher`): if one of
+them exits (killed, or its own parent gone), the rank stops as on SIGTERM, writing a checkpoint, so
+no training process is ever left running without the command that started it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -85,18 +91,66 @@ def setup_distributed() -> DistInfo:
     # creates the group, or only DeepSpeed's handle when torch.distributed is already initialized
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if not filled:  # started by a launcher: stop (with a checkpoint) if the launcher goes away
+        watch_launcher(_launcher_gone)
     return DistInfo(rank, local_rank, world_size, device, backend, filled)
 
 
-def teardown_distributed(info: DistInfo | None = None) -> None:
-    """Barrier, destroy the process group, and remove the launcher variables we filled in.
+def _launcher_gone(pid: int) -> None:
+    from videogen.training.signals import request_stop  # signals imports this module
+
+    request_stop(f"the launcher (pid {pid}) exited")
+
+
+def launcher_processes() -> list:
+    """The processes above this one that run Python (launchers: deepspeed, its per-node launch, torchrun,
+    run.sh's supervisor), up to the first that does not (a shell, srun, init). Needs psutil."""
+    import psutil
+
+    python = os.path.realpath(sys.executable)
+    chain = []
+    for parent in psutil.Process().parents():
+        try:
+            if os.path.realpath(parent.exe()) != python:
+                break
+        except psutil.Error:
+            break
+        chain.append(parent)
+    return chain
+
+
+def watch_launcher(on_exit: Callable[[int], None], interval_s: float = 1.0) -> threading.Thread | None:
+    """Call ``on_exit(pid)`` once, from a daemon thread, when a launcher process above this one exits."""
+    try:
+        chain = launcher_processes()
+    except Exception:  # no psutil, or /proc unreadable: nothing to watch
+        return None
+    if not chain:
+        return None
+
+    def watch() -> None:
+        stopped = threading.Event()
+        while not stopped.wait(interval_s):
+            for process in chain:
+                if not process.is_running():  # psutil also catches a reused pid
+                    on_exit(process.pid)
+                    return
+
+    thread = threading.Thread(target=watch, name="videogen-launcher-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def teardown_distributed(info: DistInfo | None = None, wait_for_others: bool = True) -> None:
+    """Barrier (unless ``wait_for_others=False``), destroy the process group, remove the variables we set.
 
     Through DeepSpeed's ``destroy_process_group`` when DeepSpeed is in use: it also drops its cached
     groups, so a later run in the same process (tests, notebooks) starts clean.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
         try:
-            torch_dist.barrier()
+            if wait_for_others:
+                torch_dist.barrier()
         finally:
             ds_comm = sys.modules.get("deepspeed.comm")
             if ds_comm is not None and ds_comm.is_initialized():
@@ -109,12 +163,15 @@ def teardown_distributed(info: DistInfo | None = None) -> None:
 
 @contextmanager
 def distributed_session() -> Iterator[DistInfo]:
-    """``with distributed_session() as dist:`` -- setup, then a clean teardown however the block ends."""
+    """``with distributed_session() as dist:`` -- setup, then a clean teardown however the block ends
+    (after an error without the final barrier: the other ranks may never get there)."""
     info = setup_distributed()
     try:
         yield info
-    finally:
-        teardown_distributed(info)
+    except BaseException:
+        teardown_distributed(info, wait_for_others=False)
+        raise
+    teardown_distributed(info)
 
 
 # ----------------------------------------------------------------------------- collectives

@@ -3,14 +3,18 @@
 ``config.yaml`` holds ``kind`` (``"tokenizer"`` | ``"transformer"`` | ...) next to the fields of
 the model's dataclass config (the layout ``VideoTokenizer.save_pretrained`` writes too);
 ``model.safetensors`` holds the weights (the EMA ones when training kept an EMA) with ``kind`` in
-its metadata. The files are written under temporary names and renamed, so a crash never leaves a
-half-written export behind. Models with their own ``save_pretrained`` can be exported through that
-instead (see :func:`export_pretrained`).
+its metadata. The folder is written complete under a temporary name beside ``out_dir`` and then
+swapped into place (:func:`replace_folder`), so a crash or a full disk never leaves a half-written
+export, nor a new config next to old weights, and a finished export is replaced only by a complete
+one. Models with their own ``save_pretrained`` can be exported through that instead (see
+:func:`export_pretrained`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,44 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 
 
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2``); False where that is not available."""
+    try:
+        rename = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    return rename(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def replace_folder(out_dir: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` fills a fresh folder beside ``out_dir``, which then takes ``out_dir``'s place.
+
+    If ``write`` fails, ``out_dir`` is untouched and the temporary folder is removed. An existing
+    ``out_dir`` is swapped out atomically (or, without ``renameat2``, renamed aside first) and
+    deleted only once the new folder is in place.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        if not out_dir.exists():
+            os.replace(tmp, out_dir)
+        elif not _exchange(tmp, out_dir):  # tmp now holds the old folder when the exchange worked
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
 def export_model(state_dict: dict[str, torch.Tensor], config: Any, kind: str, out_dir: str | Path) -> Path:
     """Write ``config.yaml`` (``kind`` + the config's fields) and ``model.safetensors`` into ``out_dir``.
 
@@ -36,16 +78,13 @@ def export_model(state_dict: dict[str, torch.Tensor], config: Any, kind: str, ou
     fields = to_dict(config) if config is not None else {}
     if "kind" in fields:
         raise ValueError("a config exported with export_model must not have a field named 'kind'")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}
-    tmp_weights = out_dir / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp_weights), metadata={"format": "pt", "kind": kind})
-    tmp_config = out_dir / (CONFIG_FILE + ".tmp")
-    tmp_config.write_text(yaml.safe_dump({"kind": kind, **fields}, sort_keys=False))
-    os.replace(tmp_weights, out_dir / WEIGHTS_FILE)
-    os.replace(tmp_config, out_dir / CONFIG_FILE)
-    return out_dir
+
+    def write(folder: Path) -> None:
+        save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "kind": kind})
+        (folder / CONFIG_FILE).write_text(yaml.safe_dump({"kind": kind, **fields}, sort_keys=False))
+
+    return replace_folder(out_dir, write)
 
 
 def load_export(
@@ -72,7 +111,4 @@ def export_pretrained(
     """
     model = build().float()
     model.load_state_dict(weights)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    return out_dir
+    return replace_folder(out_dir, model.save_pretrained)

@@ -26,6 +26,8 @@ stays a plain function of one micro-batch, as in MAE's ``engine_pretrain.py``::
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,12 +41,13 @@ from videogen.errors import UserError
 from videogen.training.checkpoint import CheckpointManager
 from videogen.training.config import OptimizerConfig, RunConfig, ScheduleConfig, TrainConfig
 from videogen.training.deepspeed_config import compute_dtype, resolve_precision
-from videogen.training.distributed import DistInfo, barrier, broadcast_
+from videogen.training.distributed import DistInfo, any_rank, barrier, broadcast_
 from videogen.training.ema import EMA
 from videogen.training.engine import create_engine, to_device
 from videogen.training.export import export_model, export_pretrained
 from videogen.training.guard import NonFiniteGuard
 from videogen.training.logger import MetricAverager, MetricsLogger
+from videogen.training.resume import apply_peak_lr, flatten, resume_point
 from videogen.training.rng import seed_everything
 from videogen.training.signals import StopSignal
 
@@ -78,6 +81,11 @@ class Trainer:
     Attributes used by step functions: ``engines`` (name -> DeepSpeedEngine), ``emas``, ``dist``,
     ``device``, ``dtype`` (the engines' compute dtype), ``step`` (optimizer steps of the first engine
     added), ``logger`` and ``run_dir``.
+
+    ``config`` (the command's whole config, whose ``train`` is ``cfg``) is written to
+    ``config.yaml`` and into each checkpoint; the checkpoint to resume from is checked against it
+    here, before anything is written (:mod:`videogen.training.resume`: what a resume may change).
+    ``checkpoint.resume="never"`` in a folder that already holds checkpoints is refused.
     """
 
     def __init__(self, cfg: TrainConfig, run: RunConfig, dist: DistInfo, *, config: Any = None):
@@ -87,13 +95,14 @@ class Trainer:
         self.run_dir = Path(run.root) / run.name
         self.precision = resolve_precision(cfg.engine.precision, dist.device)
         self.dtype = compute_dtype(self.precision)
-        if dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if config is not None:
-                save_config(config, self.run_dir / "config.yaml")
-        barrier()
-        self.logger = MetricsLogger(self.run_dir, dist.is_main, cfg.log.tensorboard, cfg.log.progress_bar)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.checkpoint.keep_last, dist)
+        whole = config if config is not None and getattr(config, "train", None) is cfg else None
+        self.flat_config = flatten(whole) if whole is not None else flatten(cfg, "train.")
+        self.resume_from, self._resume_changes = resume_point(
+            self.checkpoints, cfg.checkpoint.resume, self.flat_config, dist.world_size
+        )
+        self._prepare_run_dir(config)
+        self.logger = MetricsLogger(self.run_dir, dist.is_main, cfg.log.tensorboard, cfg.log.progress_bar)
         self.guard = NonFiniteGuard(cfg.max_nonfinite_steps, dist.device)
         self.engines: dict[str, Any] = {}
         self.emas: dict[str, EMA] = {}
@@ -103,7 +112,30 @@ class Trainer:
         self._skipped: dict[str, int] = {}
         self._resumed = False
         self._saved_step = -1
+        self._peak_lr: dict[str, float] = {}
         seed_everything(cfg.seed)  # the same on every rank: identical model initialisation
+
+    def _prepare_run_dir(self, config: Any) -> None:
+        """Create the run folder, write ``config.yaml`` and check that checkpoints can be written, now
+        rather than at the first save; a failure is one line on every rank."""
+        problem = None
+        try:
+            self.checkpoints.root.mkdir(parents=True, exist_ok=True)
+            if self.dist.is_main:
+                if config is not None:
+                    save_config(config, self.run_dir / "config.yaml")
+                handle, probe = tempfile.mkstemp(dir=self.checkpoints.root, prefix=".write-check-")
+                os.close(handle)
+                os.unlink(probe)
+        except OSError as e:
+            problem = (
+                f"run folder '{self.run_dir}' cannot be written ({e.strerror}: '{e.filename}'); "
+                "set run.root to a writable folder, or fix its permissions"
+            )
+        if any_rank(problem is not None, self.device):
+            raise UserError(
+                problem or f"rank 0 cannot write the run folder '{self.run_dir}' (its message says why)"
+            )
 
     # ------------------------------------------------------------------ setup
 
@@ -124,6 +156,7 @@ class Trainer:
         """
         if name in self.engines:
             raise ValueError(f"engine {name!r} added twice")
+        self._peak_lr[name] = (optimizer or self.cfg.optimizer).lr
         if ema and self.cfg.ema_decay > 0:
             self.emas[name] = EMA(module, self.cfg.ema_decay, device=self.device)
             broadcast_(list(self.emas[name].state_dict().values()))  # DeepSpeed broadcasts the weights too
@@ -148,7 +181,7 @@ class Trainer:
         Call after every engine and state object is added; :meth:`fit` calls it when you did not.
         """
         self._resumed = True
-        path = self.checkpoints.resolve(self.cfg.checkpoint.resume)
+        path = self.resume_from
         rank_seed = self.cfg.seed * 65537 + self.dist.rank + 1
         if path is None:
             seed_everything(rank_seed)  # per-rank randomness (masks, dropout, augmentation) from here on
@@ -165,7 +198,17 @@ class Trainer:
             if not client["restored_rng"]:
                 seed_everything(rank_seed + self.step)
             self.logger.info(f"resumed from {path} at step {self.step}")
-            self.logger.event(self.step, event="resumed", checkpoint=str(path))
+            if self._resume_changes:
+                self.logger.info(f"changed since that checkpoint: {'; '.join(self._resume_changes)}")
+            for name, engine in self.engines.items():
+                lr = self._peak_lr[name]
+                restored = apply_peak_lr(engine, lr)
+                if restored is not None:
+                    self.logger.info(
+                        f"{name}: peak lr {lr:g} from the config replaces the checkpoint's {restored:g} "
+                        f"from step {self.step} on (the schedule goes on from its step)"
+                    )
+            self.logger.event(self.step, event="resumed", checkpoint=str(path), changed=self._resume_changes)
         self._ema_steps = {name: engine.global_steps for name, engine in self.engines.items()}
         self._skipped = {name: engine.skipped_steps for name, engine in self.engines.items()}
         return self.step
@@ -226,7 +269,7 @@ class Trainer:
             "states": {name: obj.state_dict() for name, obj in self.states.items()},
             "guard": self.guard.state_dict(),
         }
-        path = self.checkpoints.save(self.step, self.engines, self.emas, client)
+        path = self.checkpoints.save(self.step, self.engines, self.emas, client, config=self.flat_config)
         self._saved_step = self.step
         self.logger.event(self.step, event="checkpoint", path=str(path))
         return path
