@@ -113,6 +113,7 @@ def gan_run(tmp_path_factory, sample):
         "data.image_data": str(sample.images),
         "data.image_ratio": 0.4,
         "eval.sets.again": str(sample.val),
+        "eval.num_frames": 9,  # trained on 5-frame clips, scored on 9-frame ones
     }
     args = overrides(root, sample, "gan", **extra)
     code, out, err = train(args)
@@ -136,7 +137,7 @@ def test_train_writes_checkpoint_export_samples_and_metrics(gan_run, sample):
         run_dir / "reconstructions_again",
     ):
         frames = read_video(stem.with_suffix(".mp4"))
-        assert frames.shape == (FRAMES, 2 * SIZE + 2, 2 * SIZE + 2, 3)
+        assert frames.shape == (9, 2 * SIZE + 2, 2 * SIZE + 2, 3)
         assert read_video(stem.with_suffix(".gif")).shape == frames.shape
     rows = records(run_dir)
     losses = [r for r in rows if "loss/rec" in r]
@@ -157,6 +158,7 @@ def test_train_writes_checkpoint_export_samples_and_metrics(gan_run, sample):
     assert evals[2]["eval/again/psnr"] == evals[2]["eval/psnr"]
     final = json.loads((run_dir / "eval.json").read_text())
     assert final["step"] == 3 and final["tokenizer"]["num_clips"] == 2
+    assert final["tokenizer"]["num_frames"] == 9
     assert final["sets"]["again"]["psnr"] == final["tokenizer"]["psnr"]
     assert any("final/psnr" in r for r in rows)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

@@ -141,7 +141,8 @@ class LossConfig:
 class EvalConfig:
     """Held-out evaluation (EMA weights) on ``data.val``: every ``train.log.eval_every_steps`` and at the end.
 
-    ``kind``: what ``data.val`` holds, ``"video"`` clips (centered windows of ``data.num_frames``)
+    ``kind``: what ``data.val`` holds, ``"video"`` clips (centered windows of ``num_frames``, default
+    ``data.num_frames``: a run may train on short clips and be scored on long ones)
     or ``"image"`` files (1-frame clips, for image tokenizers). Samples: the first ``num_samples``
     held-out clips side by side (input | reconstruction) as ``samples/step_XXXXXX.{mp4,gif}``.
     ``sets``: more held-out sets (name -> manifest or folder, of the same ``kind``; e.g. ``real:
@@ -151,15 +152,21 @@ class EvalConfig:
 
     kind: str = "video"  # "video" | "image"
     num_clips: int | None = 40  # held-out clips evaluated; null = all
+    num_frames: int | None = None  # frames per held-out clip (1 + t*k); null = data.num_frames
     batch_size: int = 4
     num_samples: int = 4  # clips in the side-by-side sample videos; 0 = none
     sample_fps: float = 8.0  # frame rate of the sample mp4 / gif
     final: str = "on"  # "on" | "off": evaluate the export and write reconstructions after training
     sets: dict[str, str] = field(default_factory=dict)  # more held-out sets: name -> manifest or folder
 
+    def frames(self, data_frames: int) -> int:
+        """Frames per held-out clip: ``num_frames``, else the training clips' ``data_frames``."""
+        return self.num_frames or data_frames
+
     def validate(self) -> None:
         check(self.kind in ("video", "image"), "kind", self.kind, "use video or image")
         check(self.num_clips is None or self.num_clips >= 1, "num_clips", self.num_clips, "null or >= 1")
+        check(self.num_frames is None or self.num_frames >= 1, "num_frames", self.num_frames, "null or >= 1")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
         check(self.sample_fps > 0, "sample_fps", self.sample_fps, "must be > 0")
@@ -216,6 +223,13 @@ class TokenizerTrainingConfig:
             "data.resolution",
             self.data.resolution,
             f"must be a multiple of the model's spatial factor {self.model.spatial_factor}",
+        )
+        frames = self.eval.num_frames
+        check(
+            frames is None or (frames - 1) % factor == 0,
+            "eval.num_frames",
+            frames,
+            f"must be 1 + {factor}k for this model (temporal factor {factor})",
         )
         check(
             self.eval.kind == "video" or self.data.num_frames == 1,

@@ -116,7 +116,7 @@ class HeldOutEvaluator:
             result = evaluate_tokenizer(
                 self.model,
                 source,
-                num_frames=data.num_frames,
+                num_frames=ev.frames(data.num_frames),
                 resolution=data.resolution,
                 fps=data.target_fps,
                 limit=ev.num_clips,
@@ -154,7 +154,7 @@ class HeldOutEvaluator:
             else:
                 _, batches = eval_batches(
                     source,
-                    data.num_frames,
+                    self.cfg.eval.frames(data.num_frames),
                     (data.resolution, data.resolution),
                     fps=data.target_fps,
                     limit=n,

@@ -118,7 +118,7 @@ def summary_text(
         sources = {"val": cfg.data.val, **cfg.eval.sets}
         for name, metrics in results.items():
             code = metrics["codebook"]
-            frames = metrics.get("num_frames", cfg.data.num_frames)
+            frames = metrics.get("num_frames", cfg.eval.frames(cfg.data.num_frames))
             res = cfg.data.resolution
             lines.append(
                 f"  held-out {name} ({metrics['num_clips']} clips of {frames}x{res}x{res}, {sources[name]}): "
