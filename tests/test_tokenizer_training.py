@@ -254,6 +254,20 @@ def test_image_tokenizer_inflates_into_the_video_run(tmp_path, sample):
         torch.testing.assert_close(trained.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
+def test_a_time_budget_finishes_the_run_early_with_an_export(tmp_path, sample):
+    code, out, err = train(
+        overrides(tmp_path, sample, "budget", **{"train.max_steps": 50, "train.max_minutes": 1e-4})
+    )
+    assert code == 0, err[-2000:]
+    run_dir = tmp_path / "budget"
+    steps = [r["step"] for r in records(run_dir) if "loss/rec" in r]
+    assert steps == [1]  # the budget ran out during the first step
+    assert (run_dir / "export" / "model.safetensors").is_file() and (run_dir / "eval.json").is_file()
+    assert "time budget train.max_minutes=0.0001 reached at step 1" in out + err
+    assert "tokenizer training done: step 1" in out
+
+
 @pytest.mark.parametrize(
     "bad, word",
     [

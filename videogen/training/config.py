@@ -132,6 +132,9 @@ class TrainConfig:
     """Everything the generic training loop needs, shared by the tokenizer and transformer trainers."""
 
     max_steps: int = 1000  # optimizer steps
+    # a wall-clock budget for the training loop (minutes, this invocation): the run finishes at the
+    # first step past it as if max_steps were that step (schedules still follow max_steps); null = none
+    max_minutes: float | None = None
     seed: int = 0
     ema_decay: float = 0.999  # EMA of the trained model's weights (fp32); 0 = no EMA
     max_nonfinite_steps: int = 5  # stop after this many steps in a row with a non-finite loss
@@ -143,6 +146,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         check(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
+        check(
+            self.max_minutes is None or self.max_minutes > 0,
+            "max_minutes",
+            self.max_minutes,
+            "must be > 0 or null (no time budget)",
+        )
         check(self.seed >= 0, "seed", self.seed, "must be >= 0")
         check(0 <= self.ema_decay < 1, "ema_decay", self.ema_decay, "use 0 (off) or a value in (0, 1)")
         check(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", self.max_nonfinite_steps, "must be >= 1")

@@ -32,6 +32,7 @@ from videogen.training.checkpoint import CheckpointManager, read_meta
 MAY_CHANGE = (
     "run.*",
     "train.max_steps",
+    "train.max_minutes",
     "train.max_nonfinite_steps",
     "train.ema_decay",
     "train.log.*",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -332,6 +333,7 @@ class Trainer:
             return 0
         averager = MetricAverager()
         shown = show
+        deadline = None if cfg.max_minutes is None else time.monotonic() + 60.0 * cfg.max_minutes
         data_iter = _passes(data)
         self.logger.start_progress(cfg.max_steps, self.step)
         try:
@@ -368,6 +370,12 @@ class Trainer:
                     if self._due(cfg.checkpoint.every_steps):
                         self.save_checkpoint()
                     if stop.requested(self.device):
+                        break
+                    if deadline is not None and any_rank(time.monotonic() > deadline, self.device):
+                        self.logger.info(
+                            f"time budget train.max_minutes={cfg.max_minutes:g} reached at step {self.step}"
+                        )
+                        cfg.max_steps = self.step  # the run is complete at this step
                         break
                 if self._saved_step != self.step:
                     self.save_checkpoint()
