@@ -72,6 +72,20 @@ def wait_until(condition, what: str, process: subprocess.Popen, log: Path, limit
         time.sleep(0.2)
 
 
+def finish(process: subprocess.Popen, log: Path, marker: str, limit_s: float, what: str) -> int:
+    """The exit code of ``process`` (writing to ``log``); the test fails if it still runs after ``limit_s``
+    (``what`` hung). Whatever is left with ``marker`` in its command line is killed either way."""
+    try:
+        return process.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"{what} hung: still running after {limit_s:.0f} s: {log.read_text()[-2000:]}"
+        ) from None
+    finally:
+        process.kill()
+        kill_all(marker)
+
+
 def logged_steps(run_dir: Path) -> int:
     path = run_dir / "metrics.jsonl"
     return sum('"loss' in line for line in path.read_text().splitlines()) if path.is_file() else 0

@@ -279,3 +279,45 @@ def test_sigkill_mid_run_resumes_from_the_last_complete_checkpoint(tmp_path):
     assert resumed.returncode == 0, stderr[-2000:]
     assert result_of(stdout) == {"start": step, "step": step + 3, "nonfinite": 0}
     assert f"resumed from {latest.parent / f'step_{step:08d}'} at step {step}" in stderr
+
+
+def died_at(root: Path, moment: str, step: int, *args: str) -> None:
+    """Run ``scripts/die_at.py``: the toy run SIGKILLed at ``moment`` of ``step``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(ROOT)}
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [sys.executable, str(SCRIPTS / "die_at.py"), moment, str(step), "--root", str(root), *args]
+    process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_checkpoint_rename_and_latest_resumes_from_the_new_checkpoint(tmp_path):
+    """Killed after ``step_4`` was renamed into place and before ``latest`` named it (``latest.tmp``
+    written): the resume starts at step 4, not at step 2, and no ``latest.tmp`` is left."""
+    died_at(tmp_path, "latest", 4, "--max-steps", "100", "--every", "2")
+    checkpoints = tmp_path / "toy" / "checkpoints"
+    assert (checkpoints / "latest").read_text().strip() == "step_00000002"  # the state the kill left
+    assert (checkpoints / "latest.tmp").is_file() and (checkpoints / "step_00000004" / "meta.json").is_file()
+
+    resumed = toy_process(tmp_path, "--max-steps", "4", "--every", "2")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert result_of(stdout) == {"start": 4, "step": 4, "nonfinite": 0}
+    assert (checkpoints / "latest").read_text().strip() == "step_00000004"
+    assert not (checkpoints / "latest.tmp").exists()
+
+
+@pytest.mark.slow
+def test_metrics_of_steps_lost_to_a_kill_are_logged_once(tmp_path):
+    """Killed after logging step 5 (last checkpoint: step 4): the resumed run trains step 5 again, and
+    ``metrics.jsonl`` holds each step once."""
+    died_at(tmp_path, "logged", 5, "--max-steps", "100", "--every", "2")
+    run = tmp_path / "toy"
+    assert logged_steps(run) == [1, 2, 3, 4, 5]
+    resumed = toy_process(tmp_path, "--max-steps", "7", "--every", "2")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert result_of(stdout)["start"] == 4
+    assert logged_steps(run) == [1, 2, 3, 4, 5, 6, 7]
+    assert "dropped 1 record(s) of steps after 4" in stderr

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
-from fault_helpers import error_line, make_sample, overrides, run_cli, tree_digest
+from fault_helpers import ROOT, child_env, error_line, make_sample, overrides, run_cli, tree_digest
 
 from videogen.errors import UserError
+from videogen.training.distributed import free_port
 from videogen.training.schedule import lr_multiplier
 from videogen.training.tokenizer_config import load_training_config
 
@@ -98,3 +100,21 @@ def test_resume_refuses_another_process_count(tmp_path):
 
     with pytest.raises(UserError, match=r"written by 2 process\(es\) and this run has 1: resume with 2"):
         check_resume(tmp_path, {}, {}, saved_world=2, world=1)
+
+
+@pytest.mark.slow
+def test_resuming_a_one_process_run_with_two_is_one_line_per_rank(first_run, tmp_path):
+    """``./run.sh train tokenizer --num-gpus 2`` over a checkpoint of one process: each rank says so in one
+    line, exit 2, nothing written (before: DeepSpeed's ZeRORuntimeException traceback from each rank)."""
+    run_dir, args = copy_run(first_run, tmp_path)
+    before = tree_digest(run_dir)
+    command = ["bash", str(ROOT / "run.sh"), "train", "tokenizer", "--num-gpus", "2"]
+    command += ["--master-port", str(free_port()), *args]
+    proc = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text[-3000:]
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and len(set(errors)) == 1, text[-3000:]
+    assert "was written by 1 process(es) and this run has 2: resume with 1" in errors[0]
+    assert "Traceback" not in text and "ZeRORuntimeException" not in text, text[-3000:]
+    assert tree_digest(run_dir) == before

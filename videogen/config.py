@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -38,6 +39,8 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+# a decimal number in scientific notation: 2e-4, 1e6, 1.0e6, -3E+2, .5e1 (what YAML 1.1 leaves a string)
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 _BOOL_WORDS = {"on": True, "off": False, "yes": True, "no": False, "y": True, "n": False}
 
 
@@ -93,6 +96,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str) and value.lower() in _BOOL_WORDS:  # an override such as log.tensorboard=off
             return _BOOL_WORDS[value.lower()]
         raise ConfigError(f"config key '{key}' = {value!r} must be true or false")
+    if tp in (int, float) and isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 2e-4 and 1e6 (no dot) as strings; they are numbers
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -13,12 +13,21 @@ into H.264 is where decord returns wrong frames). decord 0.6 cannot return frame
 pixels wide (a row-padding bug, measured); such files are read with PyAV instead. Every way a file
 can fail (missing, empty, garbage, truncated, an index out of range, a decoder error at open or
 mid-decode) raises :class:`VideoDecodeError`. ``.gif`` files are read and written with Pillow.
+
+The decoders' own logging is silenced (FFmpeg's ``[mov,mp4,...] moov atom not found`` and decord's
+``video_reader.cc:83: ERROR opening ...``): the :class:`VideoDecodeError` says what went wrong, in one
+line, and a bad file among thousands would otherwise bury the run's output in decoder noise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fractions
+import os
 import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -117,7 +126,47 @@ def _decord():
         import decord
     except ImportError:
         raise UserError("decord is not installed (no wheels for this platform); use backend 'pyav'") from None
+    global _decord_quiet
+    if not _decord_quiet:  # FFmpeg inside decord logs every damaged file; our error says it once
+        decord.logging.set_level(decord.logging.QUIET)
+        _decord_quiet = True
     return decord
+
+
+_decord_quiet = False
+# decord's own (dmlc) log lines, e.g. "[06:31:52] /src/video/video_reader.cc:83: ERROR opening: ..."
+_DECORD_LOG_LINE = re.compile(rb"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")
+
+
+@contextlib.contextmanager
+def _decord_log_dropped() -> Iterator[None]:
+    """Drop the lines decord's C++ code writes to file descriptor 2 while the body runs (it has no switch
+    for them). The descriptor goes to a temporary file meanwhile; anything else written there (another
+    thread's output) is written back to stderr afterwards."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2 to redirect
+        yield
+        return
+    try:
+        capture = tempfile.TemporaryFile()
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    with capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().splitlines(True) if not _DECORD_LOG_LINE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def _decord_errors(decord) -> tuple[type[BaseException], ...]:
@@ -136,7 +185,8 @@ def _raise_if_layout_bug(error: BaseException) -> None:
 def _open_decord(path: Path):
     decord = _decord()
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        with _decord_log_dropped():
+            return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except _decord_errors(decord) as e:
         raise VideoDecodeError(f"video '{path}' cannot be opened ({_first_line(e)})") from None
 

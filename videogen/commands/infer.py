@@ -31,6 +31,7 @@ from videogen.inference.output import (
     sibling_path,
     write_output,
 )
+from videogen.inference.sampling import SamplingOptions
 from videogen.video_io import probe_video, read_image, read_video
 
 INPUT_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".bmp", ".webp")
@@ -172,7 +173,7 @@ def load_pipeline(args: argparse.Namespace):
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
-    """Fail on a missing or unreadable input file before loading any model."""
+    """Fail on a missing, unreadable or undecodable input file before loading any model."""
     for name in ("input", "first", "last"):
         path = getattr(args, name, None)
         if path is not None and not Path(path).is_file():
@@ -184,6 +185,26 @@ def _check_inputs(args: argparse.Namespace) -> None:
                 raise UserError(
                     f"--{name} '{path}' cannot be read ({e.strerror}); check its permissions"
                 ) from None
+            if not path.lower().endswith(INPUT_IMAGE_SUFFIXES):
+                probe_video(path, verify=False)  # a damaged video is one line now, not after the models load
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """Frame counts and the frame rate must make sense before any model is loaded (``--num-frames -3``
+    would otherwise surface as a decoder's complaint about an empty index list, ``--model-fps 0`` be
+    taken as "unknown")."""
+    counts = {
+        "num_frames": "frames to output",
+        "cond_frames": "condition frames",
+        "frames": "frames to generate",
+    }
+    for flag, what in counts.items():
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} {value}: the number of {what} must be >= 1")
+    fps = getattr(args, "model_fps", None)
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise UserError(f"--model-fps {fps:g} must be > 0 (frames per second); leave it out if unknown")
 
 
 def _expected_frames(args: argparse.Namespace, window: int) -> int | None:
@@ -197,6 +218,8 @@ def _expected_frames(args: argparse.Namespace, window: int) -> int | None:
 def run(args: argparse.Namespace) -> int:
     command = args.command
     out = check_writable(check_output_path(args.out, args.frames if command == "generate" else None))
+    check_counts(args)
+    SamplingOptions.from_kwargs(_sampling(args))  # bad sampling options fail before the models load
     _check_inputs(args)
     box = parse_box(args.box) if command == "inpaint" else None
     pipe = load_pipeline(args)

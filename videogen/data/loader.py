@@ -4,14 +4,19 @@ Workers are forked, not persistent (a fresh fork per epoch sees the epoch set on
 get a ``timeout`` so a hung native decoder fails the run instead of stalling it: the stall becomes a
 one-line :class:`DataError` naming the files of the batch it waited for, and the stuck workers are
 killed (a worker ignores SIGTERM, so a plain shutdown would leave it, and the interpreter would wait
-for it at exit forever). A worker also dies with its parent process, whatever kills that. Each
+for it at exit forever). Bad input found in a worker (a :class:`~videogen.errors.UserError` such as
+"10 samples in a row failed to decode", or an ``OSError``) ends the run as the same one line it would
+be without workers, not as torch's multi-line copy of the worker's traceback; the workers are stopped
+first. A worker also dies with its parent process, whatever kills that. Each
 iteration of the loader is one epoch (or the rest of one, after a resume); the sampler's
 ``state_dict()`` always counts the batches the caller has received, not the ones workers fetched ahead.
 """
 
 from __future__ import annotations
 
+import re
 import signal
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +31,7 @@ from videogen.data.manifest_builder import load_manifest
 from videogen.data.mixture import JointBatchSampler, JointDataset
 from videogen.data.samplers import EpochBatchSampler, ResumableSampler
 from videogen.data.video_dataset import VideoClipDataset
+from videogen.errors import UserError
 
 if TYPE_CHECKING:
     from videogen.data.sample_data import SampleParams
@@ -72,6 +78,30 @@ def _stop_workers(batches: Any, kill: bool = False) -> None:
             worker.join(timeout=10)
 
 
+_WORKER_ERROR = re.compile(r"^Caught (\w+) in DataLoader worker process \d+")
+
+
+def worker_error(error: BaseException) -> BaseException | None:
+    """The one-line error to raise for ``error`` when it is torch's re-raise of bad input found in a
+    worker (a ``UserError`` or an ``OSError``); None for anything else (a bug keeps its traceback).
+
+    torch re-raises a worker's exception as the same type with the message ``Caught X in DataLoader
+    worker process N.`` plus the whole worker traceback; the original message is its last entry.
+    """
+    text = str(error)
+    if not _WORKER_ERROR.match(text) or not isinstance(error, (UserError, OSError)):
+        return None
+    names = [f"{type(error).__module__}.{type(error).__qualname__}", type(error).__qualname__]
+    original = next((text.split(f"\n{n}: ", 1)[-1] for n in names if f"\n{n}: " in text), "")
+    original = original.strip() or traceback.format_exception_only(type(error), error)[-1].strip()
+    if isinstance(error, UserError):
+        try:
+            return type(error)(original)
+        except Exception:  # a subclass with another signature
+            return UserError(original)
+    return DataError(f"a data worker failed: {original}; check the data files and their permissions")
+
+
 class EpochDataLoader(DataLoader):
     """A DataLoader over an :class:`EpochBatchSampler` that keeps the sampler's state = batches consumed.
 
@@ -107,6 +137,12 @@ class EpochDataLoader(DataLoader):
                         raise
                     _stop_workers(batches, kill=True)
                     raise DataError(self._stall_message(epoch, consumed)) from None
+                except (UserError, OSError) as e:
+                    one_line = worker_error(e)
+                    if one_line is None:
+                        raise
+                    _stop_workers(batches, kill=True)  # the others may be stuck; none is left behind
+                    raise one_line from None
                 consumed += 1
                 sampler.set_state(epoch, consumed)
                 yield batch

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,18 +177,24 @@ def read_manifest(path: str | Path, kind: Kind = "video") -> Manifest:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"manifest '{path}' line {line_no} is not valid JSON ({e.msg})") from None
-            missing = [k for k in required if k not in row]
-            if not isinstance(row, dict) or missing:
+            if not isinstance(row, dict):
                 raise DataError(
-                    f"manifest '{path}' line {line_no} lacks {', '.join(missing) or 'a JSON object'}; "
+                    f"manifest '{path}' line {line_no} is {_shown(row)}, not a JSON object; each line is "
+                    '{"path": ..., "num_frames": ...} (rebuild it with `./run.sh data manifest`)'
+                )
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise DataError(
+                    f"manifest '{path}' line {line_no} lacks {', '.join(missing)}; "
                     f"a {kind} manifest needs {', '.join(required)} (rebuild it with `./run.sh data manifest`)"
                 )
-            file = Path(row["path"])
+            where = (path, line_no)
+            file = Path(_field(row, "path", str, None, where))
             columns["path"].append(str(file if file.is_absolute() else root / file))
-            columns["num_frames"].append(int(row.get("num_frames", 1)))
-            columns["fps"].append(float(row.get("fps", 0.0)))
-            columns["height"].append(int(row.get("height", 0)))
-            columns["width"].append(int(row.get("width", 0)))
+            columns["num_frames"].append(_field(row, "num_frames", int, 1, where))
+            columns["fps"].append(_field(row, "fps", float, 0.0, where))
+            columns["height"].append(_field(row, "height", int, 0, where))
+            columns["width"].append(_field(row, "width", int, 0, where))
             columns["label"].append(_label_index(row.get("label"), class_index, path, line_no))
             columns["split"].append(str(row.get("split") or ""))
     return make_manifest(
@@ -201,6 +208,45 @@ def read_manifest(path: str | Path, kind: Kind = "video") -> Manifest:
         source=str(path),
         classes=classes,
     )
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_KINDS = {str: "a string", int: "a whole number", float: "a number"}
+
+
+def _field(row: dict, key: str, kind: type, default, where: tuple[Path, int]):
+    """``row[key]`` checked to be of ``kind`` (``default`` when absent; a string must not be empty).
+
+    A value of another type is one :class:`DataError` naming the file, the line, the key and the value:
+    ``"num_frames": "abc"`` or ``"path": null`` would otherwise fail later, far from the manifest.
+    """
+    value = row.get(key, default)
+    if kind in (int, float) and isinstance(value, str):  # "33" and "25.0" were always read as numbers
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        ok, value = True, int(value)
+    if kind is str and ok and not value:
+        ok = False
+    if kind is float and ok and not math.isfinite(value):
+        ok = False
+    if not ok:
+        path, line_no = where
+        raise DataError(
+            f"manifest '{path}' line {line_no}: \"{key}\" is {_shown(value)}, not {_KINDS[kind]}"
+            f"{' (non-empty)' if kind is str else ''}; fix that line or rebuild the manifest with "
+            "`./run.sh data manifest`"
+        )
+    return value
 
 
 def _label_index(label, class_index: dict[str, int], path: Path, line_no: int) -> int:

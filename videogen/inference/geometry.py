@@ -13,6 +13,7 @@ The transformer's config holds only the *largest* latent grid it accepts; what i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ def resolve_geometry(
 ) -> Geometry:
     """The window the pipeline uses; checks that it tokenizes to a grid the transformer accepts."""
     max_t, max_h, max_w = max_grid
+    if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise UserError(
+            f"the model's frame rate (--model-fps, fps=) = {fps!r} must be > 0 frames per second; "
+            "leave it out if unknown"
+        )
     run = read_run_data_config(export_dir)
     source = "given" if num_frames is not None or resolution is not None else "transformer's largest grid"
     if num_frames is None and isinstance(run.get("num_frames"), int):

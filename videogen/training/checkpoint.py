@@ -111,14 +111,33 @@ class CheckpointManager:
         return sorted(found)
 
     def latest(self) -> Path | None:
-        """The checkpoint ``latest`` names if it is complete, else the newest complete one, else None."""
+        """The newest complete checkpoint: the one ``latest`` names, unless a save completed after
+        ``latest`` was written (killed between its folder's rename and the pointer's update: its
+        ``meta.json`` is newer than ``latest``); the newest complete one when ``latest`` names none."""
+        complete = self.complete()
         pointer = self.root / LATEST_FILE
+        named = None
         if pointer.is_file():
             path = self.root / pointer.read_text().strip()
             if path.is_dir() and is_complete(path):
-                return path
-        complete = self.complete()
-        return complete[-1][1] if complete else None
+                named = path
+        if named is None:
+            return complete[-1][1] if complete else None
+        written = pointer.stat().st_mtime_ns
+        named_step = int(_NAME.match(named.name).group(1)) if _NAME.match(named.name) else -1
+        after = [
+            p for step, p in complete if step > named_step and (p / META_FILE).stat().st_mtime_ns >= written
+        ]
+        return after[-1] if after else named
+
+    def repair(self) -> None:
+        """Finish what a killed save left undone (rank 0): ``latest`` names :meth:`latest`, and no
+        ``latest.tmp`` is left behind. Half-written ``.tmp-step_*`` folders go at the next save."""
+        newest = self.latest()
+        pointer = self.root / LATEST_FILE
+        if newest is not None and (not pointer.is_file() or pointer.read_text().strip() != newest.name):
+            _write_atomic(pointer, newest.name + "\n")
+        pointer.with_name(pointer.name + ".tmp").unlink(missing_ok=True)
 
     def resolve(self, resume: str) -> Path | None:
         """``"auto"`` -> :meth:`latest` (None when there is none); ``"never"`` -> None; else a path."""
@@ -157,6 +176,8 @@ class CheckpointManager:
         """
         final = self.root / checkpoint_name(step)
         if is_complete(final):  # e.g. a stop signal right after a periodic save
+            if self.dist.is_main:
+                self.repair()
             return final
         tensors = [p for engine in engines.values() for p in engine.module.parameters()]
         tensors += [t for ema in emas.values() for t in ema.state_dict().values()]

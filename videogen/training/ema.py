@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from videogen.training.export import follow_umask
+
 
 class EMA:
     """fp32 EMA: ``ema <- decay * ema + (1 - decay) * weight`` for every floating-point parameter.
@@ -74,6 +76,7 @@ class EMA:
     def save(self, path: str | Path) -> None:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
         save_file(tensors, str(path), metadata={"format": "pt", "ema_decay": str(self.decay)})
+        follow_umask(path)  # safetensors writes 0600
 
     def load(self, path: str | Path) -> None:
         self.load_state_dict(load_file(str(path)))

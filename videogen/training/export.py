@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,30 @@ WEIGHTS_FILE = "model.safetensors"
 AT_FDCWD, RENAME_EXCHANGE = -100, 2
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (``os.umask`` sets it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(*paths: str | Path) -> None:
+    """Give each file (and each file under each folder) in ``paths`` the mode any new file gets here
+    (``0o666 & ~umask``): safetensors writes its files 0600 whatever the umask, so an export or an EMA
+    file would be readable by its owner only."""
+    mode = 0o666 & ~_umask()
+    for path in map(Path, paths):
+        for file in [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()):
+            os.chmod(file, mode)
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two existing paths atomically (Linux ``renameat2``); False where that is not available."""
     try:
@@ -43,20 +68,48 @@ def _exchange(a: Path, b: Path) -> bool:
     return rename(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _tidy_after_kill(out_dir: Path) -> None:
+    """Remove what a killed :func:`replace_folder` of ``out_dir`` left beside it: its temporary folder,
+    and the previous folder it had renamed aside (put back if ``out_dir`` is missing). Folders of a
+    process that is still running are left alone."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(tmp|old)-(\d+)")
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*-*"):
+        match = pattern.fullmatch(stale.name)
+        if match is None or not stale.is_dir() or _alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not out_dir.exists():
+            os.replace(stale, out_dir)  # killed between moving the finished folder aside and the swap
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def replace_folder(out_dir: str | Path, write: Callable[[Path], Any]) -> Path:
     """``write(tmp)`` fills a fresh folder beside ``out_dir``, which then takes ``out_dir``'s place.
 
-    If ``write`` fails, ``out_dir`` is untouched and the temporary folder is removed. An existing
+    If ``write`` fails, ``out_dir`` is untouched and the temporary folder is removed; if the process is
+    killed, ``out_dir`` is untouched too and the next call removes what was left. An existing
     ``out_dir`` is swapped out atomically (or, without ``renameat2``, renamed aside first) and
-    deleted only once the new folder is in place.
+    deleted only once the new folder is in place. Files get the umask's mode (see :func:`follow_umask`).
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _tidy_after_kill(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
         write(tmp)
+        follow_umask(tmp)
         if not out_dir.exists():
             os.replace(tmp, out_dir)
         elif not _exchange(tmp, out_dir):  # tmp now holds the old folder when the exchange worked

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,38 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter  # slow import: only when used
 
             self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def forget_after(self, step: int) -> int:
+        """Resuming at ``step``: drop what was logged for later steps (lost to a kill or a crash since that
+        checkpoint; they are trained again and would appear twice). ``metrics.jsonl`` keeps its records of
+        steps <= ``step`` (a torn last line goes too) and TensorBoard hides its later events. Returns
+        the number of records dropped."""
+        if not self.enabled:
+            return 0
+        path = self.run_dir / "metrics.jsonl"
+        self._jsonl.close()
+        kept, dropped = [], 0
+        for line in path.read_text().splitlines(keepends=True) if path.is_file() else []:
+            try:
+                record = json.loads(line)
+                later = isinstance(record, dict) and record.get("step", -1) > step
+            except (ValueError, TypeError):  # a line torn by the kill
+                later = True
+            if later:
+                dropped += 1
+            else:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if dropped:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, path)
+        self._jsonl = open(path, "a")
+        if self._writer is not None:  # events of later steps are purged from what TensorBoard shows
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer.close()
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=step + 1)
+        return dropped
 
     def info(self, message: str) -> None:
         """A line for the person watching (printed above the progress bar) and for ``log.txt``."""

@@ -183,6 +183,8 @@ class Trainer:
         """
         self._resumed = True
         path = self.resume_from
+        if self.dist.is_main:
+            self.checkpoints.repair()  # a save killed just before it updated `latest`
         rank_seed = self.cfg.seed * 65537 + self.dist.rank + 1
         if path is None:
             seed_everything(rank_seed)  # per-rank randomness (masks, dropout, augmentation) from here on
@@ -199,6 +201,11 @@ class Trainer:
             if not client["restored_rng"]:
                 seed_everything(rank_seed + self.step)
             self.logger.info(f"resumed from {path} at step {self.step}")
+            dropped = self.logger.forget_after(self.step)
+            if dropped:
+                self.logger.info(
+                    f"metrics.jsonl: dropped {dropped} record(s) of steps after {self.step} (trained again now)"
+                )
             if self._resume_changes:
                 self.logger.info(f"changed since that checkpoint: {'; '.join(self._resume_changes)}")
             for name, engine in self.engines.items():
