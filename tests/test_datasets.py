@@ -357,3 +357,11 @@ def test_loader_joint_image_video_batches(clip_folder, tmp_path, pattern):
     assert loader.dataset.videos.cache is not None and loader.dataset.images.cache is not None
     shapes = [tuple(b["video"].shape) for b in loader]
     assert sorted(set(shapes)) == [(2, 3, 5, 32, 32), (4, 3, 1, 32, 32)]
+    # images as single frames of the training clips: no image files, the clips' frame cache shared
+    cfg = dataclasses.replace(cfg, image_data=None, image_source="clip_frames")
+    loader, _ = build_loader(cfg, "train", batch_size=2)
+    assert loader.dataset.images.cache is loader.dataset.videos.cache
+    batches = list(loader)
+    frames = [b for b in batches if b["video"].shape[2] == 1]
+    assert frames and all(tuple(b["video"].shape) == (4, 3, 1, 32, 32) for b in frames)
+    assert not torch.equal(frames[0]["video"][0], frames[0]["video"][1])

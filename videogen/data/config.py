@@ -31,6 +31,9 @@ class DataConfig:
     max_failure_fraction: float = 0.1  # stop once this fraction of files failed to decode
     min_samples_before_failure_check: int = 64  # ... but only after this many samples were seen
     image_data: str | None = None  # images (folder or manifest) mixed in as 1-frame videos
+    # what image batches hold: "files" (image_data) or "clip_frames" (one random frame of a training
+    # clip per image: as many distinct images as the clips have frames, no image files needed)
+    image_source: Literal["files", "clip_frames"] = "files"
     image_ratio: float = 0.0  # fraction of training batches that are image batches (0 = video only)
     # images per image batch (per process); null = the clip batch size. An image costs about 1/num_frames
     # of a clip, so image batches can hold many more samples at the same cost
@@ -80,10 +83,11 @@ class DataConfig:
         )
         check(0.0 <= self.image_ratio <= 1.0, "image_ratio", self.image_ratio, "must be in [0, 1]")
         check(
-            self.image_ratio == 0.0 or bool(self.image_data),
+            self.image_ratio == 0.0 or self.image_source == "clip_frames" or bool(self.image_data),
             "image_ratio",
             self.image_ratio,
-            "needs data.image_data (a folder or manifest of images); set it or use image_ratio=0",
+            "needs data.image_data (a folder or manifest of images) or data.image_source=clip_frames; "
+            "set one or use image_ratio=0",
         )
         check(
             self.image_batch_size is None or self.image_batch_size >= 1,

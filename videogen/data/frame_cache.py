@@ -81,6 +81,9 @@ class FrameCache:
                 bar.update()
         bar.close()
 
+    def __len__(self) -> int:
+        return len(self._frames)
+
     @property
     def num_failed(self) -> int:
         return len(self._errors)

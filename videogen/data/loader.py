@@ -186,7 +186,30 @@ def _video_dataset(cfg: DataConfig, source: str, split: str, train: bool, seed: 
     )
 
 
-def _image_dataset(cfg: DataConfig, split: str, train: bool, seed: int) -> ImageDataset:
+def _image_dataset(
+    cfg: DataConfig, split: str, train: bool, seed: int, videos: VideoClipDataset | None = None
+) -> Dataset:
+    """The images of image batches: ``image_data`` files, or (``image_source: clip_frames``) one random
+    frame of a training clip per item, sharing ``videos``' preloaded frames when given."""
+    if cfg.image_source == "clip_frames":
+        source = videos.manifest if videos is not None else cfg.train
+        return VideoClipDataset(
+            source
+            if videos is not None
+            else load_manifest(source, "video", cfg.probe_workers, cfg.backend).for_split(split),
+            num_frames=1,
+            resolution=cfg.resolution,
+            frame_stride=cfg.frame_stride,
+            target_fps=cfg.target_fps,
+            train=train,
+            backend=cfg.backend,
+            random_flip=cfg.random_flip,
+            seed=seed + 1,  # other draws than the clips'
+            max_attempts=cfg.max_attempts,
+            preload=cfg.preload and train and videos is None,
+            preload_max_gb=cfg.preload_max_gb,
+            cache=videos.cache if videos is not None else None,
+        )
     manifest = load_manifest(cfg.image_data, "image", cfg.probe_workers).for_split(split)
     return ImageDataset(
         manifest,
@@ -198,6 +221,10 @@ def _image_dataset(cfg: DataConfig, split: str, train: bool, seed: int) -> Image
         preload=cfg.preload and train,
         preload_max_gb=cfg.preload_max_gb,
     )
+
+
+def _image_source(cfg: DataConfig) -> str:
+    return f"frames of {cfg.train}" if cfg.image_source == "clip_frames" else str(cfg.image_data)
 
 
 def _check_batches(
@@ -240,17 +267,19 @@ def build_loader(
         dataset = _image_dataset(cfg, split, train, seed)
         image_batch = cfg.image_batch_size or batch_size
         sampler = ResumableSampler(len(dataset), image_batch, **sampler_kwargs)
-        _check_batches(sampler, dataset, f"image data '{cfg.image_data}'", image_batch, world_size)
+        _check_batches(sampler, dataset, f"image data '{_image_source(cfg)}'", image_batch, world_size)
     else:
         videos = _video_dataset(cfg, source, split, train, seed)
         sampler = ResumableSampler(len(videos), batch_size, **sampler_kwargs)
         _check_batches(sampler, videos, f"data '{source}'", batch_size, world_size)
         dataset = videos
         if train and cfg.image_ratio > 0:
-            images = _image_dataset(cfg, split, train, seed)
+            images = _image_dataset(cfg, split, train, seed, videos)
             image_batch = cfg.image_batch_size or batch_size
             image_sampler = ResumableSampler(len(images), image_batch, **sampler_kwargs)
-            _check_batches(image_sampler, images, f"image data '{cfg.image_data}'", image_batch, world_size)
+            _check_batches(
+                image_sampler, images, f"image data '{_image_source(cfg)}'", image_batch, world_size
+            )
             dataset = JointDataset(videos, images)
             sampler = JointBatchSampler(sampler, image_sampler, cfg.image_ratio, len(videos), seed)
     workers = cfg.num_workers

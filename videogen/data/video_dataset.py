@@ -77,7 +77,8 @@ class VideoClipDataset(SubstitutingDataset):
 
     ``source``: a manifest (``.jsonl``), a folder (probed now) or a :class:`Manifest`. ``train``:
     random window start, random crop and flip; otherwise the centered window, center crop, no flip.
-    ``preload``: decode every file once now into a :class:`FrameCache` (no decoding per item).
+    ``preload``: decode every file once now into a :class:`FrameCache` (no decoding per item); ``cache``:
+    use one already made for the same manifest (e.g. the clips' own cache for single frames of them).
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class VideoClipDataset(SubstitutingDataset):
         probe_workers: int = 2,
         preload: bool = False,
         preload_max_gb: float = 4.0,
+        cache: FrameCache | None = None,
     ) -> None:
         if not is_valid_num_frames(num_frames):
             raise ValueError(f"num_frames must be 1 + 4k, got {num_frames}")
@@ -134,7 +136,13 @@ class VideoClipDataset(SubstitutingDataset):
                 "data.too_short=loop"
             )
         self.manifest = manifest
-        self.cache = FrameCache(manifest, resolution, "video", backend, preload_max_gb) if preload else None
+        if cache is not None and len(cache) != len(manifest):
+            raise ValueError(
+                f"a frame cache of {len(cache)} files does not fit a manifest of {len(manifest)}"
+            )
+        if cache is None and preload:
+            cache = FrameCache(manifest, resolution, "video", backend, preload_max_gb)
+        self.cache = cache
 
     def frame_indices(self, row: int, rng: np.random.Generator | None) -> np.ndarray:
         """Source frame indices of the clip for ``row`` (pure index math on the verified count)."""
