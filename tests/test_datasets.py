@@ -110,6 +110,12 @@ def test_resize_crop_flip_shapes_and_range(pattern):
     torch.testing.assert_close(mirrored, center.flip(-1))
     up = ClipTransform(128, train=False)(frames[:, :20, :30])  # smaller than the output: upsampled
     assert up.shape == (3, 5, 128, 128)
+    # a smaller crop of the resized frames: the same pixels as the full square, cut
+    crops = ClipTransform(32, train=False, crop_size=16)(frames)
+    assert crops.shape == (3, 5, 16, 16)
+    torch.testing.assert_close(crops, center[..., 8:24, 8:24])
+    with pytest.raises(ValueError, match="crop_size"):
+        ClipTransform(32, train=True, crop_size=48)
 
 
 # ----------------------------------------------------------------------------- datasets and failures

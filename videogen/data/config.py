@@ -23,6 +23,10 @@ class DataConfig:
     val: str | None = f"{DEFAULT_SAMPLE_DIR}/val.jsonl"
     num_frames: int = 17  # frames per clip, 1 + 4k (the tokenizer's first frame plus groups of 4)
     resolution: int = 64  # square output side in pixels: short-side resize, then crop
+    # training only: cut random crop_size x crop_size squares from the resized frames (null = the whole
+    # resolution square): smaller crops are cheaper samples of the same pixels for fully convolutional
+    # models; evaluation always sees the full resolution
+    crop_size: int | None = None
     frame_stride: int = 1  # take every n-th source frame (ignored when target_fps is set)
     target_fps: float | None = None  # resample every clip to this rate (frames per second) instead
     random_flip: bool = True  # horizontal flip with probability 1/2 (training only)
@@ -61,6 +65,12 @@ class DataConfig:
             "resolution",
             self.resolution,
             "must be a multiple of 8 (>= 8)",
+        )
+        check(
+            self.crop_size is None or 8 <= self.crop_size <= self.resolution,
+            "crop_size",
+            self.crop_size,
+            f"must be null or in [8, resolution={self.resolution}]",
         )
         check(self.frame_stride >= 1, "frame_stride", self.frame_stride, "must be >= 1")
         check(

@@ -38,6 +38,7 @@ class ImageDataset(SubstitutingDataset):
         probe_workers: int = 2,
         preload: bool = False,
         preload_max_gb: float = 4.0,
+        crop_size: int | None = None,
     ) -> None:
         manifest = source if isinstance(source, Manifest) else load_manifest(source, "image", probe_workers)
         if len(manifest) == 0:
@@ -46,7 +47,7 @@ class ImageDataset(SubstitutingDataset):
         self.seed = seed
         self.epoch = 0
         self.max_attempts = max_attempts
-        self.transform = ClipTransform(resolution, train=train, random_flip=random_flip)
+        self.transform = ClipTransform(resolution, train=train, random_flip=random_flip, crop_size=crop_size)
         self.cache = FrameCache(manifest, resolution, "image", max_gb=preload_max_gb) if preload else None
 
     def load(self, row: int, rng: np.random.Generator) -> torch.Tensor:

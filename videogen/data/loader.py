@@ -183,6 +183,7 @@ def _video_dataset(cfg: DataConfig, source: str, split: str, train: bool, seed: 
         max_attempts=cfg.max_attempts,
         preload=cfg.preload and train,
         preload_max_gb=cfg.preload_max_gb,
+        crop_size=cfg.crop_size if train else None,
     )
 
 
@@ -209,6 +210,7 @@ def _image_dataset(
             preload=cfg.preload and train and videos is None,
             preload_max_gb=cfg.preload_max_gb,
             cache=videos.cache if videos is not None else None,
+            crop_size=cfg.crop_size if train else None,
         )
     manifest = load_manifest(cfg.image_data, "image", cfg.probe_workers).for_split(split)
     return ImageDataset(
@@ -220,6 +222,7 @@ def _image_dataset(
         max_attempts=cfg.max_attempts,
         preload=cfg.preload and train,
         preload_max_gb=cfg.preload_max_gb,
+        crop_size=cfg.crop_size if train else None,
     )
 
 

@@ -56,14 +56,20 @@ def to_model_range(frames: torch.Tensor) -> torch.Tensor:
 
 
 class ClipTransform:
-    """uint8 frames ``(T, H, W, 3)`` -> float32 video ``(3, T, size, size)`` in ``[-1, 1]``.
+    """uint8 frames ``(T, H, W, 3)`` -> float32 video ``(3, T, crop, crop)`` in ``[-1, 1]``.
 
+    The short side is resized to ``size``, then a ``crop_size`` square (default ``size``) is cut.
     Training: random crop and (if ``random_flip``) a horizontal flip with probability 1/2, both
     drawn from the ``rng`` passed per call. Evaluation: center crop, no flip.
     """
 
-    def __init__(self, size: int, train: bool, random_flip: bool = True) -> None:
+    def __init__(
+        self, size: int, train: bool, random_flip: bool = True, crop_size: int | None = None
+    ) -> None:
         self.size = size
+        self.crop_size = crop_size or size
+        if self.crop_size > size:
+            raise ValueError(f"crop_size {self.crop_size} is larger than the resized short side {size}")
         self.train = train
         self.random_flip = random_flip and train
 
@@ -75,9 +81,9 @@ class ClipTransform:
         x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W), channels-last view
         x = resize_short_side(x, self.size)
         top, left = crop_offsets(
-            x.shape[-2], x.shape[-1], self.size, "random" if self.train else "center", rng
+            x.shape[-2], x.shape[-1], self.crop_size, "random" if self.train else "center", rng
         )
-        x = crop(x, top, left, self.size)
+        x = crop(x, top, left, self.crop_size)
         if self.random_flip and rng.random() < 0.5:
             x = x.flip(-1)
         return to_model_range(x)

@@ -98,6 +98,7 @@ class VideoClipDataset(SubstitutingDataset):
         preload: bool = False,
         preload_max_gb: float = 4.0,
         cache: FrameCache | None = None,
+        crop_size: int | None = None,
     ) -> None:
         if not is_valid_num_frames(num_frames):
             raise ValueError(f"num_frames must be 1 + 4k, got {num_frames}")
@@ -113,7 +114,7 @@ class VideoClipDataset(SubstitutingDataset):
         self.seed = seed
         self.epoch = 0
         self.max_attempts = max_attempts
-        self.transform = ClipTransform(resolution, train=train, random_flip=random_flip)
+        self.transform = ClipTransform(resolution, train=train, random_flip=random_flip, crop_size=crop_size)
         self.num_too_short = 0
         if too_short == "skip":
             keep = fits(manifest.num_frames, manifest.fps, num_frames, frame_stride, target_fps)

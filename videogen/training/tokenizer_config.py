@@ -224,6 +224,12 @@ class TokenizerTrainingConfig:
             self.data.resolution,
             f"must be a multiple of the model's spatial factor {self.model.spatial_factor}",
         )
+        check(
+            (self.data.crop_size or 0) % self.model.spatial_factor == 0,
+            "data.crop_size",
+            self.data.crop_size,
+            f"must be a multiple of the model's spatial factor {self.model.spatial_factor}",
+        )
         frames = self.eval.num_frames
         check(
             frames is None or (frames - 1) % factor == 0,
