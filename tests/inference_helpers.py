@@ -2,7 +2,8 @@
 
 Tokenizer: preset tiny with 8-16 channels and 6 bits (temporal /4, spatial /4). Transformer: preset
 tiny with 2 layers of width 32 over at most 3 x 8 x 8 tokens, 4 classes. Together: a window of
-9 frames of 32 x 32 pixels.
+9 frames of 32 x 32 pixels. The transformer export records what a trained one would (tasks, the
+tokenizer's identity, the window, sampling defaults): by default every task, so every use runs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import numpy as np
 import torch
 
 from videogen.data.manifest import write_manifest
+from videogen.export import TokenizerIdentity, TransformerExportInfo, WindowGeometry
 from videogen.tokenizer import VideoTokenizer
-from videogen.transformer import CommitTransformer
+from videogen.transformer import TASKS, CommitTransformer
 from videogen.video_io import write_video
 
 WINDOW, SIZE, NUM_CLASSES = 9, 32, 4
@@ -28,8 +30,30 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def export_tiny_models(root: Path) -> tuple[Path, Path]:
-    """Write ``root/tokenizer`` and ``root/transformer`` (``save_pretrained`` folders)."""
+def tiny_export_info(
+    tokenizer: VideoTokenizer,
+    tasks: dict[str, float] | None = None,
+    window: tuple[int, int, int] = (WINDOW, SIZE, SIZE),
+    fps: float | None = None,
+    class_dropout: float = 0.1,
+    trained_from: Path | None = None,
+) -> TransformerExportInfo:
+    """What a training run would record for a transformer on ``tokenizer`` (default: every task)."""
+    return TransformerExportInfo(
+        tasks=tasks if tasks is not None else {name: 1.0 for name in TASKS},
+        tokenizer=TokenizerIdentity.of(tokenizer, trained_from),
+        window=WindowGeometry(*window, fps),
+        task_options={"frame_prediction": {"num_cond_frames": 5}, "interpolation": {"num_cond_frames": 1}},
+        class_dropout=class_dropout,
+        condition_dropout=0.1,
+        classes=[f"class{i}" for i in range(NUM_CLASSES)],
+        sampling={"steps": 12, "temperature": 1.0, "choice_temperature": 4.5},
+    )
+
+
+def export_tiny_models(root: Path, **info) -> tuple[Path, Path]:
+    """Write ``root/tokenizer`` and ``root/transformer`` (``save_pretrained`` folders); ``info`` changes
+    what the transformer export records (see :func:`tiny_export_info`)."""
     torch.manual_seed(0)
     tokenizer = VideoTokenizer.from_preset("tiny", base_channels=8, num_groups=4, lfq={"bits": 6})
     transformer = CommitTransformer.from_preset(
@@ -44,7 +68,8 @@ def export_tiny_models(root: Path) -> tuple[Path, Path]:
         max_width=8,
     )
     tokenizer.save_pretrained(root / "tokenizer")
-    transformer.save_pretrained(root / "transformer")
+    info = tiny_export_info(tokenizer, trained_from=root / "tokenizer", **info)
+    transformer.save_pretrained(root / "transformer", info)
     return root / "tokenizer", root / "transformer"
 
 

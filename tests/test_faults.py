@@ -50,7 +50,7 @@ from videogen import cli
 from videogen.errors import UserError
 from videogen.training.distributed import free_port
 from videogen.training.ema import EMA
-from videogen.training.export import export_model, export_pretrained
+from videogen.export import export_model, export_pretrained
 from videogen.training.tokenizer_config import load_training_config
 from videogen.video_io import write_video
 
@@ -412,7 +412,7 @@ def test_bad_devices_frame_counts_and_rates_are_one_line_that_names_them(models,
         ([*predict, "--model-fps", "0"], "--model-fps 0 must be > 0"),
         ([*predict, "--model-fps", "-5"], "--model-fps -5 must be > 0"),
         (["generate", "--out", tmp_path / "g.mp4", "--frames", "0", *models], "--frames 0"),
-        (["eval", "transformer", "--data", "x.jsonl", "--model-fps", "0", *models], "must be > 0 frames per"),
+        (["eval", "transformer", "--data", "x.jsonl", "--model-fps", "0", *models], "--model-fps 0 must be > 0"),
     ]
     if not torch.cuda.is_available():  # before: "weights ... do not match its config.yaml: pin_memory=..."
         cases.append(
@@ -601,7 +601,7 @@ def test_a_killed_export_leaves_the_finished_one_and_the_next_export_tidies_up(t
     before = tree_digest(finished)
     code = (
         "import os, signal, sys; from pathlib import Path; from torch import nn; "
-        "from videogen.training.export import export_pretrained\n"
+        "from videogen.export import export_pretrained\n"
         "class Dies(nn.Module):\n"
         "    def save_pretrained(self, folder):\n"
         "        (Path(folder) / 'config.yaml').write_text('new config')\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 from inference_helpers import NUM_CLASSES, SIZE, WINDOW, export_tiny_models, single_thread, smooth_frames
 
 from videogen.errors import UserError
@@ -43,7 +42,7 @@ def clip() -> np.ndarray:
     return smooth_frames(12, 40, 48)
 
 
-def test_geometry_from_transformer_grid(pipe) -> None:
+def test_geometry_from_the_export(pipe) -> None:
     assert pipe.num_frames == WINDOW
     assert pipe.frame_size == (SIZE, SIZE)
     assert pipe.fps is None
@@ -217,23 +216,6 @@ def test_tokenizer_with_another_codebook_size_is_refused(exports, tmp_path) -> N
     )
     with pytest.raises(UserError, match="32 codes"):
         VideoGenPipeline.from_pretrained(tmp_path, exports[1])
-
-
-def test_window_and_fps_from_the_training_run_config(exports, tmp_path) -> None:
-    run = tmp_path / "run"
-    (run / "export").mkdir(parents=True)
-    for f in exports[1].iterdir():
-        (run / "export" / f.name).write_bytes(f.read_bytes())
-    (run / "config.yaml").write_text(
-        yaml.safe_dump({"data": {"num_frames": 5, "resolution": 16, "target_fps": 4}})
-    )
-    messages: list[str] = []
-    pipe = VideoGenPipeline.from_pretrained(exports[0], run / "export", device="cpu", log=messages.append)
-    assert (pipe.num_frames, pipe.frame_size, pipe.fps) == (5, (16, 16), 4.0)
-    # a 24-frame clip at 12 fps becomes 8 frames at 4 fps
-    result = pipe.predict(smooth_frames(24, 16, 16), 1, 5, fps=12.0, output="result", **FAST)
-    assert result.frames.shape == (5, 16, 16, 3) and result.fps == 4.0
-    assert len(result.truth) == 5 and "24 frames at 12 fps -> 8 at 4 fps" in messages[0]
 
 
 def test_fit_and_resample_helpers() -> None:

@@ -1,6 +1,7 @@
-"""Transformer training end to end: generated moving-digit mp4 clips -> a tiny random tokenizer export ->
-token caches made on first use -> a DeepSpeed run (real engine, EMA, checkpoints) -> export, samples,
-resume; plus the per-sample task mix and the bad-input paths."""
+"""Transformer training end to end: generated moving-digit mp4 clips and stills -> a tiny random tokenizer
+export -> token caches made on first use (clips, held-out clips, stills) -> a DeepSpeed run (real engine,
+EMA, checkpoints) -> an export that records what it was trained for, samples, resume; plus the per-sample
+task mix with image steps and the bad-input paths."""
 
 from __future__ import annotations
 
@@ -19,18 +20,31 @@ from videogen.cli import main as cli_main
 from videogen.config import ConfigError
 from videogen.data.sample_data import SampleParams, make_sample_data
 from videogen.data.token_dataset import TokenDataset
-from videogen.inference.geometry import read_run_data_config
+from videogen.export import state_dict_sha256
 from videogen.tokenizer import VideoTokenizer
 from videogen.training.transformer_config import load_training_config
 from videogen.training.transformer_loop import DEFAULT_CONFIG, main
-from videogen.training.transformer_step import TrainStep, build_inputs, evaluate_fixed, seeded_generator
+from videogen.training.transformer_step import (
+    TrainStep,
+    build_inputs,
+    evaluate_fixed,
+    image_batch,
+    seeded_generator,
+)
 from videogen.transformer import CommitTransformer, TransformerConfig
 from videogen.transformer.vocab import MASK_ID, TASK_IDS, UNCOND_TASK_ID
 from videogen.video_io import read_video
 
 FRAMES, RES = 9, 16  # 9 x 16 x 16 clips -> a 3 x 4 x 4 token grid with the tiny tokenizer below
 STEPS, MORE_STEPS = 40, 46
-TASKS = {"frame_prediction": 1, "interpolation": 1, "inpaint_central": 1, "class_generation": 1}
+TASKS = {
+    "frame_prediction": 1,
+    "interpolation": 1,
+    "inpaint_central": 1,
+    "class_generation": 1,
+    "image_generation": 1,
+}
+NUM_IMAGES = 8
 
 
 def run_config(root: Path, **changes) -> dict:
@@ -41,6 +55,8 @@ def run_config(root: Path, **changes) -> dict:
         "data": {
             "train": str(root / "data" / "train.jsonl"),
             "val": str(root / "data" / "val.jsonl"),
+            "image_data": str(root / "data" / "images.jsonl"),
+            "image_batch_size": 4,
             "num_frames": FRAMES,
             "resolution": RES,
             "num_workers": 0,
@@ -80,9 +96,11 @@ def records(run_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
-    """Generated clips (24 train, 8 val, 10 labels), a random tiny tokenizer, and one finished run."""
+    """Generated clips (24 train, 8 val, 10 labels) and 8 stills, a random tiny tokenizer, and one finished run."""
     root = tmp_path_factory.mktemp("transformer_training")
-    params = SampleParams(count=24, val_count=8, image_count=0, size=32, num_frames=FRAMES, real=False)
+    params = SampleParams(
+        count=24, val_count=8, image_count=NUM_IMAGES, size=32, num_frames=FRAMES, real=False
+    )
     make_sample_data(root / "data", params, workers=0)
     torch.manual_seed(0)
     tokenizer = VideoTokenizer.from_preset("tiny", base_channels=8, num_groups=4, lfq={"bits": 6}).eval()
@@ -128,13 +146,31 @@ def test_run_config_holds_the_data_section_and_the_filled_model(world):
     cache = TokenDataset(world["run_dir"] / "token_cache")
     assert len(cache) == 20 and cache.num_classes == 10  # tokenize.max_clips of the 24 clips
     assert len(TokenDataset(world["run_dir"] / "token_cache_val")) == 8
-    # what inference reads back for frames and size: the run config next to the export folder
-    geometry = read_run_data_config(world["run_dir"] / "export")
-    assert (geometry["num_frames"], geometry["resolution"]) == (FRAMES, RES)
+    images = TokenDataset(world["run_dir"] / "token_cache_images")  # the stills, as 1-frame grids
+    assert (
+        len(images) == NUM_IMAGES and images.grid_shape == (1, 4, 4) and images.tasks == ("image_generation",)
+    )
     assert (
         saved["train"]["optimizer"]["betas"] == [0.9, 0.96]
         and saved["train"]["optimizer"]["weight_decay"] == 0.045
     )
+
+
+def test_export_records_what_it_was_trained_for(world):
+    info = CommitTransformer.from_pretrained(world["run_dir"] / "export").export_info
+    assert info.tasks == {name: float(w) for name, w in TASKS.items()}
+    assert info.task_options["frame_prediction"] == {"num_cond_frames": 5}
+    assert info.task_options["interpolation"] == {"num_cond_frames": 1}
+    assert (info.class_dropout, info.condition_dropout) == (0.1, 0.1)
+    tokenizer = VideoTokenizer.from_pretrained(world["root"] / "tokenizer")
+    assert info.tokenizer.weights_sha256 == state_dict_sha256(tokenizer.state_dict())
+    assert info.tokenizer.codebook_size == 64 and info.tokenizer.trained_from == str(
+        world["root"] / "tokenizer"
+    )
+    window = info.window  # the sample clips are all 10 fps, taken at stride 1
+    assert (window.num_frames, window.height, window.width, window.fps) == (FRAMES, RES, RES, 10.0)
+    assert info.classes == [str(i) for i in range(10)]
+    assert info.sampling["steps"] == 4 and info.sampling["choice_temperature"] == 4.5
 
 
 def test_export_loads_with_from_pretrained_and_equals_the_ema_weights(world):
@@ -223,6 +259,28 @@ def test_image_generation_trains_on_the_first_latent_frame(world):
     assert not inputs.cond_mask.any()
     with pytest.raises(Exception, match="per_step"):
         build_inputs(batch, ["image_generation", "frame_prediction"], generator=seeded_generator(1), **kwargs)
+    images = TokenDataset(world["run_dir"] / "token_cache_images")
+    mixed = image_batch(batch, images, 3, seeded_generator(2))  # first frames, then 3 stills
+    assert mixed["tokens"].shape == (5, 1, 4, 4) and torch.equal(mixed["tokens"][:2], batch["tokens"][:, :1])
+    assert mixed["label"].shape == (5,)
+    inputs = build_inputs(mixed, ["image_generation"] * 5, generator=seeded_generator(1), **kwargs)
+    assert torch.equal(inputs.targets, mixed["tokens"])
+
+
+def test_per_sample_mode_draws_image_steps_at_their_share_on_every_rank():
+    masking = load_training_config(DEFAULT_CONFIG).masking  # six tasks of weight 1
+    kinds = []
+    for step in range(300):
+        names = []
+        for rank in (0, 1):
+            trainer = SimpleNamespace(cfg=SimpleNamespace(seed=0), step=step, dist=SimpleNamespace(rank=rank))
+            step_fn = TrainStep(trainer, None, masking, num_classes=10, label_smoothing=0.0)
+            names.append(step_fn.task_names(4, step, seeded_generator(rank, step)))
+        image = [n == ["image_generation"] * 4 for n in names]
+        assert image[0] == image[1]  # an image step on every rank or none
+        assert image[0] or "image_generation" not in names[0] + names[1]
+        kinds.append(image[0])
+    assert 0.1 < sum(kinds) / len(kinds) < 0.25  # 1/6 of the steps
 
 
 def test_per_step_tasks_are_one_draw_per_step_shared_by_ranks_and_micro_batches():
@@ -273,8 +331,19 @@ def test_shipped_configs_load_and_bad_task_settings_are_refused():
     ucf = load_training_config(DEFAULT_CONFIG.parent / "ucf101_B.yaml")
     assert (ucf.model.num_layers, ucf.model.hidden_size, ucf.model.num_heads) == (12, 768, 12)
     assert isinstance(ucf.model, TransformerConfig)
-    with pytest.raises(ConfigError, match="per_step"):
-        load_training_config(None, ["masking.tasks={image_generation: 1}", "masking.task_mode=per_sample"])
+    assert set(default.masking.weights()) == {
+        "frame_prediction",
+        "interpolation",
+        "inpaint_central",
+        "outpaint_central",
+        "class_generation",
+        "image_generation",
+    }  # everything the CLI offers by default
+    images_only = load_training_config(
+        None,
+        ["masking.tasks={image_generation: 1}", "masking.task_mode=per_sample", "sampling.tasks=[IG]"],
+    )
+    assert images_only.masking.image_fraction() == 1.0
     with pytest.raises(ConfigError, match="unknown"):
         load_training_config(None, ["masking.tasks={jumping: 1}"])
     with pytest.raises(ConfigError, match="sampling.tasks"):

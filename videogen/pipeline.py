@@ -5,18 +5,23 @@
     image = pipe.generate(class_id=3)                                          # uint8 (1, H, W, 3)
 
 Inputs and outputs are uint8 RGB frames ``(T, H, W, 3)`` (an image: ``(H, W, 3)`` or ``(1, H, W, 3)``).
-The model works on windows of ``num_frames`` frames of ``height x width`` pixels (see
-``inference.geometry``). Inputs of another size are fitted by ``resize``: ``"crop"`` (default; scale
-to cover, then center crop, aspect ratio kept) or ``"stretch"`` (scale each axis); outputs have the
-model's size. When the model's frame rate is known (``fps``) and the input's is given, input frames
+The model works on windows of ``num_frames`` frames of ``height x width`` pixels: the window its
+export records (see ``inference.geometry``). Inputs of another size are fitted by ``resize``:
+``"crop"`` (default; scale to cover, then center crop, aspect ratio kept) or ``"stretch"`` (scale each
+axis); outputs have the model's size. When the model's frame rate is known (``fps``) and the input's is given, input frames
 are resampled to it (nearest earlier frame). Each adaptation is reported in one line through ``log``.
 
 Outputs start from the real condition: with ``paste_condition=True`` (default) the known frames or
 pixels are pasted back into the output; with ``False`` the output is the model's own reconstruction
 everywhere (MAGVIT's evaluation convention). Sampling knobs are keyword arguments, see
 :class:`~videogen.inference.sampling.SamplingOptions` (``seed``, ``steps``, ``temperature``, ``top_k``,
-``choice_temperature``, ``guidance_scale``, ``guidance_ramp``, ``schedule``, ``keep_condition``).
-Every use returns the frames, or with ``output="result"`` a
+``choice_temperature``, ``guidance_scale``, ``guidance_ramp``, ``schedule``, ``keep_condition``); the
+ones not given are the export's sampling defaults.
+
+Honest tasks: the transformer's export says which tasks it was trained on (and with which
+tokenizer); a use it never learned (say ``outpaint(mode="vertical")`` on a model trained on central
+outpainting only, or a class for a task trained without classes) is a :class:`UserError` naming the
+tasks it has, and so is a tokenizer other than its own. Every use returns the frames, or with ``output="result"`` a
 :class:`~videogen.inference.result.GenerationResult` (frames, condition shown, truth, fps).
 """
 
@@ -32,7 +37,7 @@ import torch
 
 from videogen.errors import UserError
 from videogen.inference.engine import InferenceEngine, Window, check_outpaint_mode, pick_device
-from videogen.inference.exports import check_weights
+from videogen.inference.exports import check_pair, check_weights
 from videogen.inference.frames import (
     apply_fit,
     as_frames,
@@ -44,6 +49,7 @@ from videogen.inference.geometry import Geometry, resolve_geometry
 from videogen.inference.output import DEFAULT_FPS
 from videogen.inference.result import GenerationResult, masked_condition, pad_frames
 from videogen.inference.sampling import SamplingOptions
+from videogen.inference.trained_tasks import TrainedTasks
 from videogen.tokenizer import VideoTokenizer
 from videogen.transformer import CommitTransformer
 from videogen.transformer.tasks import central_box, check_box
@@ -68,23 +74,32 @@ class VideoGenPipeline:
         fps: float | None = None,
         resize: str = "crop",
         log: Callable[[str], Any] | None = None,
-        export_dir: str | Path | None = None,
+        names: tuple[str, str] | None = None,
     ) -> None:
-        """``num_frames`` / ``resolution`` / ``fps``: the model's window (default: the training run's config
-        next to ``export_dir``, else the transformer's largest grid). ``log``: where one-line notes go
-        (default: the ``videogen.pipeline`` logger)."""
+        """``transformer``: with its ``export_info`` (what ``CommitTransformer.from_pretrained`` reads from
+        an export), which must name ``tokenizer`` as its own. ``num_frames`` / ``resolution`` / ``fps``:
+        the model's window (default: the export's). ``log``: where one-line notes go (default: the
+        ``videogen.pipeline`` logger). ``names``: how messages name (tokenizer, transformer)."""
         device = pick_device(device)
+        tok_name, tr_name = (f"'{n}'" for n in names) if names else ("(given)", "(given)")
+        info = check_pair(tokenizer, transformer, tok_name, tr_name)
+        trained = TrainedTasks.from_info(info, transformer.config.num_classes, tr_name)
         geometry = resolve_geometry(
             tokenizer.temporal_factor,
             tokenizer.spatial_factor,
             (transformer.config.max_frames, transformer.config.max_height, transformer.config.max_width),
-            export_dir,
+            info.window,
             num_frames,
             resolution,
             fps,
         )
         plan_fit((1, 1), (geometry.height, geometry.width), resize)  # validates the mode name
-        self.engine = InferenceEngine(tokenizer.to(device), transformer.to(device), geometry)
+        self.engine = InferenceEngine(tokenizer.to(device), transformer.to(device), geometry, trained)
+        self.sampling_defaults = {
+            k: v for k, v in info.sampling.items() if k in SamplingOptions.__dataclass_fields__
+        }
+        self.classes = list(info.classes) if info.classes else None
+        self.sources = names or ("(given)", "(given)")
         self.resize = resize
         self.log = log or logger.info
 
@@ -96,14 +111,15 @@ class VideoGenPipeline:
         device: str | torch.device | None = None,
         **kwargs: Any,
     ) -> VideoGenPipeline:
-        """Load the two export folders (``config.yaml`` + ``model.safetensors`` each); a missing folder or
-        one of the wrong kind is a :class:`UserError`. ``kwargs`` go to the constructor."""
+        """Load the two export folders (``config.yaml`` + ``model.safetensors`` each; nothing beside them is
+        read); a missing folder, one of the wrong kind, or a transformer trained on another tokenizer is a
+        :class:`UserError`. ``kwargs`` go to the constructor."""
         device = pick_device(device)
         check_weights(tokenizer_dir, "tokenizer")
         check_weights(transformer_dir, "transformer")
         tokenizer = VideoTokenizer.from_pretrained(tokenizer_dir, map_location=device)
         transformer = CommitTransformer.from_pretrained(transformer_dir, device=device)
-        kwargs.setdefault("export_dir", transformer_dir)
+        kwargs.setdefault("names", (str(tokenizer_dir), str(transformer_dir)))
         return cls(tokenizer, transformer, device, **kwargs)
 
     # ------------------------------------------------------------------ properties
@@ -130,6 +146,11 @@ class VideoGenPipeline:
     @property
     def num_classes(self) -> int:
         return self.engine.num_classes
+
+    @property
+    def trained(self) -> TrainedTasks:
+        """The tasks the transformer was trained on (and how): what this pipeline can do."""
+        return self.engine.trained
 
     @property
     def device(self) -> torch.device:
@@ -161,10 +182,14 @@ class VideoGenPipeline:
         """uint8 ``(T, H, W, 3)`` -> float ``(1, 3, T, H, W)`` on the device."""
         return to_float_video(frames).unsqueeze(0).to(self.device)
 
+    def sampling_options(self, **sampling: Any) -> SamplingOptions:
+        """:class:`SamplingOptions` from keyword arguments; those not given are the export's defaults."""
+        return SamplingOptions.from_kwargs({**self.sampling_defaults, **sampling})
+
     def _options(self, sampling: dict[str, Any], output: str) -> SamplingOptions:
         if output not in OUTPUTS:
             raise UserError(f"output {output!r} is unknown; use {' or '.join(OUTPUTS)}")
-        return SamplingOptions.from_kwargs(sampling)
+        return self.sampling_options(**sampling)
 
     def _windows(
         self,

@@ -1,12 +1,14 @@
 """``run.sh eval tokenizer | transformer``: metrics on held-out clips, printed as a table and written as JSON.
 
-    ./run.sh eval transformer --data data/sample/val.jsonl [--cond-frames 5 --limit 64 --i3d i3d.pt --out m.json]
+    ./run.sh eval transformer --data data/sample/val.jsonl [--tasks FP,IG --limit 64 --i3d i3d.pt --out m.json]
     ./run.sh eval tokenizer --data data/sample/val.jsonl [--num-frames 17 --resolution 64 --i3d i3d.pt]
 
-``eval transformer``: frame prediction (PSNR / SSIM of the predicted frames, next to the copy-last-frame
-baseline and the tokenizer's reconstruction; FVD with ``--i3d``). ``eval tokenizer``: reconstruction
-PSNR / SSIM, codebook usage, rFVD with ``--i3d``. The JSON goes to ``--out`` (default: ``eval/`` next to
-the evaluated export, e.g. ``runs/transformer-default/eval/frame_prediction.json``).
+``eval transformer``: every task the export was trained on, one row each, next to its non-learned
+baseline and the tokenizer's reconstruction (``inference.evaluate_transformer``); class-conditional
+generation judged by a small classifier trained on the labelled ``--classifier-data`` (cached in
+``classifier/`` beside the JSON). ``eval tokenizer``: reconstruction PSNR / SSIM, codebook usage, rFVD
+with ``--i3d``. The JSON goes to ``--out`` (default: ``eval/`` next to the evaluated export, e.g.
+``runs/transformer-default/eval/transformer.json``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from videogen.commands.infer import add_sampling_arguments, check_counts, sampling_arguments
 from videogen.data.config import DEFAULT_SAMPLE_DIR
+from videogen.errors import UserError
 from videogen.inference.exports import resolve_export
 from videogen.inference.output import check_writable, write_json
 
 DEFAULT_DATA = f"{DEFAULT_SAMPLE_DIR}/val.jsonl"
+DEFAULT_CLASSIFIER_DATA = f"{DEFAULT_SAMPLE_DIR}/train.jsonl"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -51,21 +56,32 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--fps", type=float, default=None, help="resample clips to this rate (default: the run's)"
     )
     tr = targets.add_parser(
-        "transformer", help="frame prediction vs copy-last-frame and the tokenizer ceiling"
+        "transformer", help="every trained task vs its baseline and the tokenizer ceiling, one row each"
     )
     _common(tr)
     tr.add_argument(
         "--transformer", default=None, help="transformer export (default runs/transformer-default/export)"
     )
     tr.add_argument(
-        "--cond-frames", type=int, default=None, help="condition frames (default 1 + temporal factor)"
+        "--tasks",
+        default=None,
+        help="rows to score, comma-separated names or codes (FP,FI,IPC,OPC,IG,CG; default: every trained one)",
+    )
+    tr.add_argument(
+        "--cond-frames",
+        type=int,
+        default=None,
+        help="frame prediction condition frames (default: as trained)",
     )
     tr.add_argument("--model-fps", type=float, default=None, help="the model's frame rate, if not recorded")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--steps", type=int, default=12)
-    tr.add_argument("--temperature", type=float, default=1.0)
-    tr.add_argument("--choice-temperature", type=float, default=4.5)
-    tr.add_argument("--guidance", type=float, default=0.0)
+    tr.add_argument(
+        "--classifier-data",
+        default=DEFAULT_CLASSIFIER_DATA,
+        help=f"labelled clips the class classifier trains on ({DEFAULT_CLASSIFIER_DATA})",
+    )
+    tr.add_argument("--samples-per-class", type=int, default=10, help="generated images per class")
+    tr.add_argument("--clips-per-class", type=int, default=4, help="generated clips per class")
+    add_sampling_arguments(tr)
 
 
 def _default_out(export_dir: Path, name: str) -> Path:
@@ -104,13 +120,25 @@ def run_tokenizer(args: argparse.Namespace) -> int:
 
 
 def run_transformer(args: argparse.Namespace) -> int:
-    from videogen.inference.evaluate_prediction import evaluate_frame_prediction, format_prediction_table
+    from videogen.inference.eval_data import check_manifest_path
+    from videogen.inference.evaluate_generation import CLASS_ROWS, frame_classifier
+    from videogen.inference.evaluate_transformer import (
+        evaluate_transformer,
+        format_transformer_table,
+        plan_rows,
+    )
     from videogen.inference.sampling import SamplingOptions
     from videogen.pipeline import VideoGenPipeline
 
+    for flag in ("samples_per_class", "clips_per_class", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be >= 1")
+    check_counts(args)
+    SamplingOptions.from_kwargs(sampling_arguments(args))  # bad options fail before the models load
+    check_manifest_path(args.data)
     tokenizer_dir = resolve_export("tokenizer", args.tokenizer)
     transformer_dir = resolve_export("transformer", args.transformer)
-    out = check_writable(args.out or _default_out(transformer_dir, "frame_prediction.json"))
+    out = check_writable(args.out or _default_out(transformer_dir, "transformer.json"))
     pipe = VideoGenPipeline.from_pretrained(
         tokenizer_dir,
         transformer_dir,
@@ -118,28 +146,33 @@ def run_transformer(args: argparse.Namespace) -> int:
         fps=args.model_fps,
         log=lambda m: print(m, file=sys.stderr),
     )
-    options = SamplingOptions(
-        seed=args.seed,
-        steps=args.steps,
-        temperature=args.temperature,
-        choice_temperature=args.choice_temperature,
-        guidance_scale=args.guidance,
-    )
-    result = evaluate_frame_prediction(
+    asked = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    rows, _ = plan_rows(pipe.engine, asked)  # an untrained task asked for fails here, before any work
+    classifier = record = None
+    if any(row in CLASS_ROWS for row in rows) and args.classifier_data:
+        classifier, record = frame_classifier(
+            pipe.engine, args.classifier_data, args.data, out.parent / "classifier", backend=args.backend
+        )
+    result = evaluate_transformer(
         pipe.engine,
         args.data,
+        rows=rows,
         num_cond_frames=args.cond_frames,
         limit=args.limit,
         batch_size=args.batch_size,
-        options=options,
+        options=pipe.sampling_options(**sampling_arguments(args)),
+        classifier=classifier,
+        classifier_record=record,
+        samples_per_class=args.samples_per_class,
+        clips_per_class=args.clips_per_class,
         i3d=args.i3d,
         backend=args.backend,
     )
-    result["frame_prediction"].update(
+    result["transformer_eval"].update(
         tokenizer=str(tokenizer_dir), transformer=str(transformer_dir), data=str(args.data)
     )
     out = write_json(out, result)
-    print(format_prediction_table(result))
+    print(format_transformer_table(result))
     print(f"wrote {out}")
     return 0
 

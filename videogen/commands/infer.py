@@ -7,7 +7,9 @@
     ./run.sh generate --class 3 --out image.png        (--frames 17 --out clip.mp4)
 
 Models: ``--tokenizer`` / ``--transformer`` export folders, by default the exports of the default
-training runs (``runs/tokenizer-default/export``, ``runs/transformer-default/export``). The output
+training runs (``runs/tokenizer-default/export``, ``runs/transformer-default/export``). The window,
+the default condition frames and the sampling defaults come from the transformer export; a use it
+was not trained on, or a tokenizer other than its own, is one line and exit code 2. The output
 format follows the suffix (.mp4, .gif, .png/.jpg for one frame); the file is written atomically.
 ``--side-by-side`` also writes ``<out stem>.sbs<suffix>``: what the model was given (gray where
 unknown) | the output | the truth when the input has it.
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
             "--cond-frames",
             type=int,
             default=None,
-            help="condition frames taken from the input (default: 1 + the tokenizer's temporal factor, i.e. 5)",
+            help="condition frames taken from the input (default: what the transformer was trained with)",
         )
         parser.add_argument(
             "--num-frames",
@@ -95,18 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--side-by-side", action="store_true", help="also write <out>.sbs: input | output | truth"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=12, help="decoding steps per window")
-    parser.add_argument(
-        "--temperature", type=float, default=1.0, help="token sampling temperature (0 = argmax)"
-    )
-    parser.add_argument("--choice-temperature", type=float, default=4.5, help="noise on which tokens to keep")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes")
-    parser.add_argument("--schedule", default="cosine", help="mask schedule: cosine | linear | exp")
-    parser.add_argument(
-        "--guidance", type=float, default=0.0, help="classifier-free guidance scale (0 = off)"
-    )
-    parser.add_argument("--guidance-ramp", default="constant", help="constant | linear")
+    add_sampling_arguments(parser)
     if command != "generate":
         parser.add_argument(
             "--no-paste", action="store_true", help="output the model's reconstruction of the known part too"
@@ -116,6 +107,41 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--model-fps", type=float, default=None, help="the model's frame rate, if not recorded"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--seed``, ``--steps``, ...: each left out takes the transformer export's sampling default."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="decoding steps per window (default: the export's, 12)"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="token sampling temperature (0 = argmax)"
+    )
+    parser.add_argument(
+        "--choice-temperature", type=float, default=None, help="noise on which tokens to keep"
+    )
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes")
+    parser.add_argument("--schedule", default=None, help="mask schedule: cosine | linear | exp")
+    parser.add_argument(
+        "--guidance", type=float, default=None, help="classifier-free guidance scale (0 = off)"
+    )
+    parser.add_argument("--guidance-ramp", default=None, help="constant | linear")
+
+
+def sampling_arguments(args: argparse.Namespace) -> dict:
+    """The sampling options given on the command line (the rest are the export's defaults)."""
+    given = {
+        "seed": args.seed,
+        "steps": args.steps,
+        "temperature": args.temperature,
+        "choice_temperature": args.choice_temperature,
+        "top_k": getattr(args, "top_k", None),
+        "schedule": getattr(args, "schedule", None),
+        "guidance_scale": args.guidance,
+        "guidance_ramp": getattr(args, "guidance_ramp", None),
+    }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def read_input(path: str, max_frames: int | None = None) -> tuple[np.ndarray, float | None]:
@@ -141,19 +167,6 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return values
 
 
-def _sampling(args: argparse.Namespace) -> dict:
-    return {
-        "seed": args.seed,
-        "steps": args.steps,
-        "temperature": args.temperature,
-        "choice_temperature": args.choice_temperature,
-        "top_k": args.top_k,
-        "schedule": args.schedule,
-        "guidance_scale": args.guidance,
-        "guidance_ramp": args.guidance_ramp,
-    }
-
-
 def load_pipeline(args: argparse.Namespace):
     from videogen.pipeline import VideoGenPipeline
 
@@ -168,8 +181,33 @@ def load_pipeline(args: argparse.Namespace):
         log=_echo,
     )
     pipe.engine.progress = True
-    _echo(f"models: {tokenizer_dir} + {transformer_dir}; window {pipe.geometry.describe()}")
     return pipe
+
+
+def decoded_task(args: argparse.Namespace) -> str:
+    """The task (of ``transformer.TASKS``) the command decodes its first window with."""
+    from videogen.inference.engine import check_outpaint_mode
+
+    if args.command == "predict":
+        return "frame_prediction"
+    if args.command == "interpolate":
+        return "interpolation"
+    if args.command == "inpaint":
+        return "inpaint"
+    if args.command == "outpaint":
+        return f"outpaint_{check_outpaint_mode(args.mode)}"
+    if args.frames == 1:
+        return "image_generation"
+    return "unconditional" if args.class_id is None else "class_generation"
+
+
+def check_trained(pipe, args: argparse.Namespace, sampling: dict) -> None:
+    """A use the transformer was not trained on is one line now, before any input is read (a clip
+    generated longer than a window also needs frame prediction, which continues it)."""
+    guidance = pipe.sampling_options(**sampling).guidance_scale > 0
+    pipe.trained.require(decoded_task(args), args.class_id is not None, guidance=guidance)
+    if args.command == "generate" and args.frames > pipe.num_frames:
+        pipe.engine.check_continuation(args.class_id is not None, guidance)
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
@@ -219,12 +257,14 @@ def run(args: argparse.Namespace) -> int:
     command = args.command
     out = check_writable(check_output_path(args.out, args.frames if command == "generate" else None))
     check_counts(args)
-    SamplingOptions.from_kwargs(_sampling(args))  # bad sampling options fail before the models load
+    SamplingOptions.from_kwargs(sampling_arguments(args))  # bad options fail before the models load
     _check_inputs(args)
     box = parse_box(args.box) if command == "inpaint" else None
     pipe = load_pipeline(args)
+    sampling = sampling_arguments(args)
+    check_trained(pipe, args, sampling)
+    _echo(f"models: {pipe.sources[0]} + {pipe.sources[1]}; window {pipe.geometry.describe()}")
     check_output_path(out, _expected_frames(args, pipe.num_frames))
-    sampling = _sampling(args)
     paste = not getattr(args, "no_paste", False)
     common = {"class_id": args.class_id, "output": "result", **sampling}
     if command == "predict":

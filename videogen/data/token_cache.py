@@ -7,6 +7,9 @@ Target and condition videos of a batch go through ONE tokenizer call (concatenat
 Which tasks and condition fields: ``token_inputs.py``; the layout on disk: ``token_shards.py``;
 :class:`~videogen.data.token_dataset.TokenDataset` reads it.
 
+An image manifest (``kind = "image"``) is cached as 1-frame clips, one item per image (for image
+generation: ``tasks = ("image_generation",)``, ``num_frames = 1``).
+
 Windows are deterministic: with ``windows_per_clip = 1`` the centered window of
 ``VideoClipDataset(train=False)`` (center crop, no flip); with K > 1, K windows whose starts are evenly
 spaced from the first possible start to the last. ``flip = "both"`` also stores the horizontally
@@ -75,6 +78,7 @@ class TokenCacheConfig:
     """What to cache and how. Data fields mean what they mean in ``DataConfig`` (evaluation windows)."""
 
     tasks: tuple[str, ...] = ("all",)  # task names or codes; "all" = every task that fits the clip length
+    kind: Literal["video", "image"] = "video"  # "image": an image manifest, each image a 1-frame clip
     num_frames: int = 17  # 1 + 4k
     resolution: int = 64  # square side: short-side resize, center crop
     frame_stride: int = 1
@@ -106,6 +110,13 @@ class TokenCacheConfig:
 
     def validate(self) -> None:
         check(len(self.tasks) > 0, "tasks", self.tasks, "name at least one task, or 'all'")
+        check(self.kind in ("video", "image"), "kind", self.kind, "use video or image")
+        check(
+            self.kind == "video" or (self.num_frames == 1 and self.windows_per_clip == 1),
+            "num_frames",
+            self.num_frames,
+            "an image cache holds 1-frame clips: use num_frames=1 and windows_per_clip=1",
+        )
         check(self.num_frames >= 1, "num_frames", self.num_frames, "must be >= 1")
         check(self.resolution >= 1, "resolution", self.resolution, "must be >= 1")
         check(self.frame_stride >= 1, "frame_stride", self.frame_stride, "must be >= 1")
@@ -256,6 +267,8 @@ def cache_settings(
     from videogen.transformer.tasks import get_task
 
     data_fields = ("split", "num_frames", "resolution", "frame_stride", "target_fps", "backend", "too_short")
+    if cfg.kind != "video":  # only then: the settings (and fingerprints) of video caches stay as they were
+        data_fields = ("kind", *data_fields)
     settings = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

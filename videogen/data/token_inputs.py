@@ -3,6 +3,8 @@
 Clip windows are deterministic: with ``windows_per_clip = 1`` the centered window of
 ``VideoClipDataset(train=False)`` (center crop, no flip); with K > 1, K windows whose starts are evenly
 spaced from the first possible start to the last. A unit is one clip window, ``u = row * K + window``.
+An image manifest (``kind = "image"``, for image generation) gives one unit per image: a 1-frame clip,
+short side resized and center-cropped (:class:`ImageItems`).
 
 Each cached task gets a :class:`TaskPlan`: its builder options (condition frames), the condition-token
 field it reads (tasks whose condition videos are identical share one field: frame prediction and
@@ -25,10 +27,12 @@ import torch
 from torch.utils.data import Dataset
 
 from videogen.data.clip_index import choose_window, fits, source_step, window_indices, window_span
+from videogen.data.manifest import Manifest
 from videogen.data.manifest_builder import load_manifest
+from videogen.data.transforms import ClipTransform
 from videogen.data.video_dataset import VideoClipDataset
 from videogen.errors import UserError
-from videogen.video_io import VideoDecodeError, read_video
+from videogen.video_io import VideoDecodeError, read_image, read_video
 
 if TYPE_CHECKING:
     from videogen.data.token_cache import TokenCacheConfig
@@ -162,10 +166,27 @@ def window_frames(clips: VideoClipDataset, row: int, window: int, windows_per_cl
     return window_indices(start, clips.num_frames, step)
 
 
-class ClipWindows(Dataset):
-    """Unit ``u`` -> clip window ``(row u // K, window u % K)`` decoded, or a failure (``ok`` False)."""
+class ImageItems:
+    """The images of a manifest as 1-frame clips for the cache (short side resized, center crop):
+    what :func:`select_clips` gives for ``kind = "image"``, read by :class:`ClipWindows` like clips."""
 
-    def __init__(self, clips: VideoClipDataset, units: np.ndarray, windows_per_clip: int) -> None:
+    num_frames = 1
+
+    def __init__(self, manifest: Manifest, resolution: int) -> None:
+        self.manifest = manifest
+        self.transform = ClipTransform(resolution, train=False, random_flip=False)
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+
+class ClipWindows(Dataset):
+    """Unit ``u`` -> clip window ``(row u // K, window u % K)`` decoded (an image: row ``u``), or a
+    failure (``ok`` False)."""
+
+    def __init__(
+        self, clips: VideoClipDataset | ImageItems, units: np.ndarray, windows_per_clip: int
+    ) -> None:
         self.clips, self.units, self.k = clips, units, windows_per_clip
 
     def __len__(self) -> int:
@@ -175,8 +196,11 @@ class ClipWindows(Dataset):
         unit = int(self.units[i])
         row, window = divmod(unit, self.k)
         try:
-            indices = window_frames(self.clips, row, window, self.k)
-            frames = read_video(self.clips.manifest.paths[row], indices, backend=self.clips.backend)
+            if isinstance(self.clips, ImageItems):
+                frames = read_image(self.clips.manifest.paths[row])[None]  # (1, H, W, 3)
+            else:
+                indices = window_frames(self.clips, row, window, self.k)
+                frames = read_video(self.clips.manifest.paths[row], indices, backend=self.clips.backend)
             return {"unit": unit, "video": self.clips.transform(frames, None), "ok": True, "error": ""}
         except VideoDecodeError as e:
             res = self.clips.transform.size
@@ -188,10 +212,16 @@ def worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def select_clips(manifest_path: Path, cfg: TokenCacheConfig) -> tuple[VideoClipDataset, np.ndarray, dict]:
+def select_clips(
+    manifest_path: Path, cfg: TokenCacheConfig
+) -> tuple[VideoClipDataset | ImageItems, np.ndarray, dict]:
     """Evaluation-mode clips of the manifest (split and too-short filtered), their row numbers in the
-    manifest, and its classes ``{"num_classes", "classes"}`` (of the whole manifest)."""
-    manifest = load_manifest(manifest_path, "video", cfg.num_workers, cfg.backend)
+    manifest, and its classes ``{"num_classes", "classes"}`` (of the whole manifest). For
+    ``cfg.kind == "image"``: every image of an image manifest, as :class:`ImageItems`."""
+    manifest = load_manifest(manifest_path, cfg.kind, cfg.num_workers, cfg.backend)
+    classes = {"num_classes": manifest.num_classes, "classes": list(manifest.classes or []) or None}
+    if cfg.kind == "image":
+        return ImageItems(manifest, cfg.resolution), np.arange(len(manifest)), classes
     rows = np.arange(len(manifest))
     if cfg.split is not None and np.any(manifest.splits != ""):
         manifest.for_split(cfg.split)  # a clear DataError when the split is absent
@@ -210,5 +240,4 @@ def select_clips(manifest_path: Path, cfg: TokenCacheConfig) -> tuple[VideoClipD
     if cfg.too_short == "skip":  # the same rule, to know which rows it kept
         rows = rows[fits(chosen.num_frames, chosen.fps, cfg.num_frames, cfg.frame_stride, cfg.target_fps)]
     assert len(rows) == len(clips)
-    classes = {"num_classes": manifest.num_classes, "classes": list(manifest.classes or []) or None}
     return clips, rows, classes

@@ -1,7 +1,15 @@
-"""Evaluation metrics: PSNR, SSIM, Frechet distance (FVD with a user-supplied I3D), codebook usage,
-and the copy-last-frame baseline for frame prediction."""
+"""Evaluation metrics: PSNR, SSIM (whole frames or a region), Frechet distance (FVD with a user-supplied
+I3D), codebook usage, the non-learned baseline of every task, and a small frame classifier for
+class-conditional generation."""
 
-from videogen.evaluation.baselines import copy_last_frame, frame_prediction_scores
+from videogen.evaluation.baselines import (
+    copy_last_frame,
+    edge_replicate,
+    frame_prediction_scores,
+    linear_blend,
+    mean_fill,
+    region_scores,
+)
 from videogen.evaluation.codebook import CodebookUsage
 from videogen.evaluation.frechet import frechet_distance, frechet_distance_from_features, gaussian_stats
 from videogen.evaluation.i3d import I3DFeatures, compute_fvd, load_torchscript, resize_frames
@@ -14,6 +22,10 @@ __all__ = [
     "I3DFeatures",
     "compute_fvd",
     "copy_last_frame",
+    "edge_replicate",
+    "linear_blend",
+    "mean_fill",
+    "region_scores",
     "frame_prediction_scores",
     "frechet_distance",
     "frechet_distance_from_features",

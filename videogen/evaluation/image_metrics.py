@@ -17,6 +17,11 @@ Conventions (the usual ones, so numbers compare with published tables):
   ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
   data_range=1, channel_axis=-1)`` on the ``[0, 1]`` frame. Frames must be at least 11x11.
 
+Region scores (``mask``): PSNR from the MSE over the region's pixels of each frame; SSIM as the mean
+of the SSIM map over the valid window positions whose centre pixel is in the region. Frames without
+region pixels score NaN and are left out of ``per_sample`` (the mean over the frames that have some).
+With a mask that covers whole frames, both equal the unmasked scores of those frames.
+
 Computation runs on the inputs' device in float32 (float64 when an input is float64). SSIM on CUDA
 always runs in float64: cuDNN may execute float32 convolutions in TF32 (10-bit mantissa), which would
 wreck the local variances E[x^2] - E[x]^2.
@@ -69,22 +74,41 @@ def _compute_dtype(pred: torch.Tensor, target: torch.Tensor) -> torch.dtype:
 
 
 def _scores(per_frame: torch.Tensor) -> FrameScores:
-    return FrameScores(per_sample=per_frame.mean(dim=1), per_frame=per_frame)
+    return FrameScores(per_sample=per_frame.nanmean(dim=1), per_frame=per_frame)
+
+
+def _region(mask: torch.Tensor | None, pred: torch.Tensor) -> torch.Tensor | None:
+    """``mask`` (B, T, H, W) or (T, H, W) bool -> (B, T, H, W) on ``pred``'s device, or None."""
+    if mask is None:
+        return None
+    batch, _, frames, height, width = pred.shape
+    if mask.dtype != torch.bool or mask.shape[-3:] != (frames, height, width):
+        raise UserError(
+            f"region mask must be bool (B, T, H, W) = (.., {frames}, {height}, {width}); got "
+            f"{mask.dtype} {tuple(mask.shape)}"
+        )
+    return mask.to(pred.device).expand(batch, frames, height, width)
 
 
 # ----------------------------------------------------------------------------- PSNR
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> FrameScores:
+def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> FrameScores:
     """Peak signal-to-noise ratio in dB per frame, data range 1 on [0, 1] frames, capped at 100 dB.
 
-    pred, target: float (B, 3, T, H, W) in [-1, 1]. Returns ``FrameScores`` with ``per_frame`` (B, T)
-    and ``per_sample`` (B,) = mean over frames.
+    pred, target: float (B, 3, T, H, W) in [-1, 1]; ``mask``: optional bool (B, T, H, W) region (see the
+    module doc). Returns ``FrameScores`` with ``per_frame`` (B, T) and ``per_sample`` (B,) = mean over frames.
     """
     _check_pair(pred, target, "PSNR")
+    region = _region(mask, pred)
     dtype = _compute_dtype(pred, target)
     diff = _to_unit_range(pred, dtype) - _to_unit_range(target, dtype)
-    mse = diff.square().mean(dim=(1, 3, 4))  # (B, 3, T, H, W) -> (B, T)
+    if region is None:
+        mse = diff.square().mean(dim=(1, 3, 4))  # (B, 3, T, H, W) -> (B, T)
+    else:
+        weights = region.unsqueeze(1).to(dtype)  # (B, 1, T, H, W)
+        pixels = weights.sum(dim=(1, 3, 4)) * diff.shape[1]
+        mse = (diff.square() * weights).sum(dim=(1, 3, 4)) / pixels  # NaN where a frame has no region
     min_mse = 10.0 ** (-PSNR_CAP_DB / 10.0)
     per_frame = -10.0 * torch.log10(mse.clamp_min(min_mse))
     return _scores(per_frame)
@@ -112,15 +136,19 @@ def _valid_gaussian_filter(maps: torch.Tensor, window: torch.Tensor) -> torch.Te
     return F.conv2d(out, kernel_h, groups=channels)
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, frames_per_chunk: int = 64) -> FrameScores:
+def ssim(
+    pred: torch.Tensor, target: torch.Tensor, frames_per_chunk: int = 64, mask: torch.Tensor | None = None
+) -> FrameScores:
     """Structural similarity per frame (Gaussian 11x11 window, sigma 1.5; RGB averaged; see module doc).
 
-    pred, target: float (B, 3, T, H, W) in [-1, 1] with H, W >= 11. Returns ``FrameScores`` with
+    pred, target: float (B, 3, T, H, W) in [-1, 1] with H, W >= 11; ``mask``: optional bool (B, T, H, W)
+    region (see the module doc). Returns ``FrameScores`` with
     ``per_frame`` (B, T) in [-1, 1] (1 = identical) and ``per_sample`` (B,) = mean over frames.
     ``frames_per_chunk`` bounds memory: that many frames are filtered at once. Scores are float32
     (float64 for float64 inputs, and always on CUDA; see the module doc).
     """
     _check_pair(pred, target, "SSIM")
+    region = _region(mask, pred)
     batch, _, num_frames, height, width = pred.shape
     window_size = 2 * SSIM_RADIUS + 1
     if height < window_size or width < window_size:
@@ -138,6 +166,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, frames_per_chunk: int = 64) -
     # (B, C, T, H, W) -> (B*T, C, H, W): every frame is an independent image
     x_all = rearrange(_to_unit_range(pred, dtype), "b c t h w -> (b t) c h w")
     y_all = rearrange(_to_unit_range(target, dtype), "b c t h w -> (b t) c h w")
+    r = SSIM_RADIUS
+    centres = None if region is None else rearrange(region, "b t h w -> (b t) h w")[:, r:-r, r:-r]
     per_image = []
     for start in range(0, x_all.shape[0], frames_per_chunk):
         x = x_all[start : start + frames_per_chunk]
@@ -150,6 +180,11 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, frames_per_chunk: int = 64) -
         cov_xy = e_xy - mu_x * mu_y
         numerator = (2.0 * mu_x * mu_y + c1) * (2.0 * cov_xy + c2)
         denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-        per_image.append((numerator / denominator).mean(dim=(1, 2, 3)))  # mean over channels and pixels
+        ssim_map = (numerator / denominator).mean(dim=1)  # (N, H-10, W-10), mean over channels
+        if centres is None:
+            per_image.append(ssim_map.mean(dim=(1, 2)))
+        else:
+            inside = centres[start : start + frames_per_chunk].to(dtype)
+            per_image.append((ssim_map * inside).sum(dim=(1, 2)) / inside.sum(dim=(1, 2)))
     per_frame = rearrange(torch.cat(per_image), "(b t) -> b t", b=batch, t=num_frames)
     return _scores(per_frame)

@@ -5,6 +5,8 @@ pipeline fits user frames first). One *window* is ``geometry.num_frames`` frames
 makes the condition video and latent mask, the frozen tokenizer turns the condition video into
 condition tokens, the sampler decodes a token grid, and the tokenizer decodes it back to pixels.
 Longer outputs slide: the last ``c`` output frames are the condition frames of the next window.
+Every window is checked against the tasks the transformer was trained on (:class:`TrainedTasks`):
+a use it never learned is refused before any decoding.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tqdm import tqdm
 from videogen.errors import UserError
 from videogen.inference.geometry import Geometry
 from videogen.inference.sampling import SamplingOptions
+from videogen.inference.trained_tasks import TrainedTasks
 from videogen.tokenizer import VideoTokenizer
 from videogen.transformer import CommitTransformer, TaskCondition, build_condition, get_task, sample
 from videogen.transformer.tasks import Box
@@ -72,17 +75,20 @@ class Window:
 
 
 class InferenceEngine:
-    """A tokenizer and a transformer that fit together, on one device, in eval mode."""
+    """A tokenizer and a transformer that fit together (``exports.check_pair``), on one device, in eval
+    mode; ``trained``: the tasks the transformer was trained on (every window is checked against them)."""
 
-    def __init__(self, tokenizer: VideoTokenizer, transformer: CommitTransformer, geometry: Geometry) -> None:
-        if tokenizer.codebook_size != transformer.config.codebook_size:
-            raise UserError(
-                f"the tokenizer has {tokenizer.codebook_size} codes but the transformer was trained on "
-                f"{transformer.config.codebook_size}; pass the tokenizer the transformer was trained with"
-            )
+    def __init__(
+        self,
+        tokenizer: VideoTokenizer,
+        transformer: CommitTransformer,
+        geometry: Geometry,
+        trained: TrainedTasks,
+    ) -> None:
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
         self.geometry = geometry
+        self.trained = trained
         self.device = next(transformer.parameters()).device
         self.progress = False  # show a progress bar over the windows of long outputs
 
@@ -102,8 +108,12 @@ class InferenceEngine:
 
     @property
     def default_cond_frames(self) -> int:
-        """``1 + temporal_factor`` (5 for MAGVIT-v2: exactly latent frames 0 and 1), at most the window - 1."""
-        return min(1 + self.tokenizer.temporal_factor, self.num_frames - 1)
+        """The condition frames frame prediction was trained with, else ``1 + temporal_factor`` (5 for
+        MAGVIT-v2: exactly latent frames 0 and 1); at most the window - 1."""
+        trained = self.trained.option(
+            "frame_prediction", "num_cond_frames", 1 + self.tokenizer.temporal_factor
+        )
+        return max(1, min(int(trained), self.num_frames - 1))
 
     @property
     def continuation_frames(self) -> int:
@@ -144,7 +154,14 @@ class InferenceEngine:
         generator: torch.Generator,
         **task_options,
     ) -> Window:
-        """Decode one window of task ``task`` (a name of ``transformer.TASKS``) from ``video`` (B, 3, T, H, W)."""
+        """Decode one window of task ``task`` (a name of ``transformer.TASKS``) from ``video`` (B, 3, T, H, W).
+
+        A task (with or without a class, with guidance) the transformer was not trained on is a
+        :class:`UserError` naming the tasks it has.
+        """
+        uncond = class_ids == self.transformer.uncond_class_id
+        for with_class in {bool(v) for v in (~uncond).tolist()}:
+            self.trained.require(task, with_class, guidance=options.guidance_scale > 0)
         video = video.to(self.device, torch.float32)
         latent_shape = self.tokenizer.latent_shape(*video.shape[2:])
         condition = build_condition(task, video, latent_shape, **task_options)
@@ -180,6 +197,16 @@ class InferenceEngine:
                 f"{self.num_frames} frames and must leave at least one frame to predict)"
             )
 
+    def keeps_class(self) -> bool:
+        """Whether frame-prediction windows that continue a clip keep its class (only when frame
+        prediction was trained with classes; otherwise they go without)."""
+        return self.trained.serves("frame_prediction", with_class=True)
+
+    def check_continuation(self, with_class: bool, guidance: bool = False) -> None:
+        """A clip longer than a window is continued by frame prediction: refuse it now (a
+        :class:`UserError`) when that was not trained, before the first window is decoded."""
+        self.trained.require("frame_prediction", with_class and self.keeps_class(), guidance=guidance)
+
     def _window_from(self, context: torch.Tensor) -> torch.Tensor:
         """``(B, 3, c, H, W)`` -> ``(B, 3, num_frames, H, W)``: the last frame repeated (the FP padding)."""
         pad = self.num_frames - context.shape[2]
@@ -196,10 +223,13 @@ class InferenceEngine:
         generator: torch.Generator,
     ) -> torch.Tensor:
         """Slide frame prediction: append windows conditioned on the last ``num_cond_frames`` frames of
-        ``clip`` (B, 3, T, H, W) until it has ``num_frames`` frames; each window adds ``window - c``."""
+        ``clip`` (B, 3, T, H, W) until it has ``num_frames`` frames; each window adds ``window - c``.
+        A class is kept when frame prediction was trained with classes, else the windows go without."""
         self.check_cond_frames(num_cond_frames)
         step = self.num_frames - num_cond_frames
         windows = max(0, -(-(num_frames - clip.shape[2]) // step))
+        if windows and not self.keeps_class():
+            class_ids = torch.full_like(class_ids, self.transformer.uncond_class_id)
         for _ in tqdm(
             range(windows), desc="windows", unit="window", disable=not self.progress or windows < 2
         ):
@@ -287,7 +317,7 @@ class InferenceEngine:
         """Keep the ``mode`` region of a window ``video`` (B, 3, T, H, W) and generate the rest."""
         check_outpaint_mode(mode)
         generator = generator or options.generator()
-        return self.sample_window("outpaint", video, class_ids, options, generator, mode=mode)
+        return self.sample_window(f"outpaint_{mode}", video, class_ids, options, generator)
 
     @torch.no_grad()
     def generate(
@@ -302,6 +332,9 @@ class InferenceEngine:
             raise UserError(f"num_frames = {num_frames!r} must be >= 1 (1 = an image)")
         height, width = self.frame_size
         generator = options.generator()
+        if num_frames > self.num_frames:
+            with_class = bool((class_ids != self.transformer.uncond_class_id).any())
+            self.check_continuation(with_class, options.guidance_scale > 0)
         if num_frames == 1:
             blank = torch.zeros(batch, 3, 1, height, width, device=self.device)
             return self.sample_window("image_generation", blank, class_ids, options, generator).video

@@ -41,7 +41,7 @@ METHODS = {
 }
 
 
-class _Mean:
+class RunningMean:
     """Running mean of per-sample values (B,) or per-frame values (B, T)."""
 
     def __init__(self) -> None:
@@ -96,7 +96,7 @@ def evaluate_frame_prediction(
         backend=backend,
     )
     extractor = I3DFeatures(i3d, device=engine.device) if i3d is not None else None
-    means: dict[str, _Mean] = {}
+    means: dict[str, RunningMean] = {}
     features: dict[str, list[torch.Tensor]] = {"real": [], "pred": [], "recon": []}
     with tqdm(total=count, desc="eval frame prediction", unit="clip", disable=not progress) as bar:
         for batch in batches:
@@ -110,8 +110,8 @@ def evaluate_frame_prediction(
                 ("tokenizer_", recon),
             ):
                 for metric, scores in frame_prediction_scores(video, truth, c).items():
-                    means.setdefault(f"{prefix}{metric}", _Mean()).add(scores.per_sample)
-                    means.setdefault(f"{prefix}{metric}_per_frame", _Mean()).add(scores.per_frame)
+                    means.setdefault(f"{prefix}{metric}", RunningMean()).add(scores.per_sample)
+                    means.setdefault(f"{prefix}{metric}_per_frame", RunningMean()).add(scores.per_frame)
             if extractor is not None:
                 for name, video in (("real", truth), ("pred", pred), ("recon", recon)):
                     features[name].append(extractor(video))

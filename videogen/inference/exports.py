@@ -78,3 +78,49 @@ def resolve_export(kind: str, given: str | Path | None) -> Path:
             )
     check_weights(found, kind)
     return found
+
+
+def check_pair(tokenizer, transformer, tokenizer_name: str, transformer_name: str):
+    """The transformer's :class:`~videogen.export.TransformerExportInfo`, once the two models belong together.
+
+    :class:`UserError` (one line, naming both) when the transformer carries no record of its training
+    (an export from before ``format_version`` 2, or a model built in Python without one), when the
+    codebooks differ, or when the tokenizer's weights are not those the transformer was trained on
+    (:func:`~videogen.export.state_dict_sha256` against the recorded hash).
+    """
+    from videogen.config import to_dict
+    from videogen.export import state_dict_sha256
+
+    info = transformer.export_info
+    if info is None:
+        raise UserError(
+            f"transformer {transformer_name} does not say what it was trained on (tasks, tokenizer, window): "
+            "an export made before they were recorded, or a model without export_info; export it again "
+            "with this videogen (run or resume its training: `./run.sh train transformer`) or pass another "
+            "--transformer"
+        )
+    if tokenizer.codebook_size != transformer.config.codebook_size:
+        raise UserError(
+            f"tokenizer {tokenizer_name} has {tokenizer.codebook_size} codes but transformer "
+            f"{transformer_name} was trained on {transformer.config.codebook_size}; pass the tokenizer the "
+            "transformer was trained with"
+        )
+    recorded = info.tokenizer
+    config = to_dict(tokenizer.config)
+    differ = [key for key, value in recorded.config.items() if key in config and config[key] != value]
+    if differ:
+        key = differ[0]
+        raise UserError(
+            f"transformer {transformer_name} was trained on another tokenizer than tokenizer {tokenizer_name}: "
+            f"its config has {key} = {recorded.config[key]!r}, this one {config[key]!r}; pass the tokenizer "
+            "it was trained on (--tokenizer)"
+        )
+    found = state_dict_sha256(tokenizer.state_dict())
+    if found != recorded.weights_sha256:
+        where = f", exported at '{recorded.trained_from}' then" if recorded.trained_from else ""
+        raise UserError(
+            f"transformer {transformer_name} was trained on another tokenizer ({recorded.describe()}{where}) "
+            f"than tokenizer {tokenizer_name} (weights sha256 {found[:12]}); pass the tokenizer it was "
+            "trained on (--tokenizer)"
+        )
+    return info

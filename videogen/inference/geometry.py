@@ -4,11 +4,13 @@ The transformer's config holds only the *largest* latent grid it accepts; what i
 (and so what inference should feed it) comes, in order of precedence, from
 
 1. explicit values (``num_frames``, ``resolution``, ``fps`` arguments / CLI flags);
-2. the training run's resolved config, ``<run>/config.yaml`` next to the export folder
-   ``<run>/export/`` (its ``data.num_frames``, ``data.resolution``, ``data.target_fps``);
+2. the window its export records (``window:`` in the transformer export's ``config.yaml``);
 3. the transformer's largest grid: ``1 + t * (max_frames - 1)`` frames of
    ``(max_height * s) x (max_width * s)`` pixels (t, s: the tokenizer's temporal and spatial factors),
    frame rate unknown (inputs keep theirs).
+
+Nothing beside the export folder is read. (:func:`read_run_data_config` reads a *training run's*
+config next to an export, for tools that evaluate a tokenizer run; inference does not use it.)
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ class Geometry:
 
 
 def read_run_data_config(export_dir: str | Path | None) -> dict[str, Any]:
-    """``data`` section of ``<export_dir>/../config.yaml`` (the training run's config), or ``{}``."""
+    """``data`` section of ``<export_dir>/../config.yaml`` (the training run's config), or ``{}``.
+
+    For tools that evaluate a tokenizer training run (its export does not record its clips); the
+    pipeline never reads it."""
     if export_dir is None:
         return {}
     path = Path(export_dir).resolve().parent / RUN_CONFIG_FILE
@@ -59,26 +64,29 @@ def resolve_geometry(
     temporal_factor: int,
     spatial_factor: int,
     max_grid: tuple[int, int, int],
-    export_dir: str | Path | None = None,
+    window: Any = None,
     num_frames: int | None = None,
     resolution: int | tuple[int, int] | None = None,
     fps: float | None = None,
 ) -> Geometry:
-    """The window the pipeline uses; checks that it tokenizes to a grid the transformer accepts."""
+    """The window the pipeline uses; checks that it tokenizes to a grid the transformer accepts.
+
+    ``window``: the export's ``videogen.export.WindowGeometry`` (or None).
+    """
     max_t, max_h, max_w = max_grid
     if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
         raise UserError(
             f"the model's frame rate (--model-fps, fps=) = {fps!r} must be > 0 frames per second; "
             "leave it out if unknown"
         )
-    run = read_run_data_config(export_dir)
     source = "given" if num_frames is not None or resolution is not None else "transformer's largest grid"
-    if num_frames is None and isinstance(run.get("num_frames"), int):
-        num_frames, source = run["num_frames"], "training run config"
-    if resolution is None and isinstance(run.get("resolution"), int):
-        resolution, source = run["resolution"], "training run config"
-    if fps is None and isinstance(run.get("target_fps"), (int, float)):
-        fps = float(run["target_fps"])
+    if window is not None:
+        if num_frames is None:
+            num_frames, source = window.num_frames, "transformer export"
+        if resolution is None:
+            resolution, source = (window.height, window.width), "transformer export"
+        if fps is None and window.fps:
+            fps = float(window.fps)
     if num_frames is None:
         num_frames = 1 + temporal_factor * (max_t - 1)
     if resolution is None:

@@ -6,7 +6,8 @@ Writes into ``out_dir``:
 - ``interpolate.gif``: the window between the clip's first and last window frame;
 - ``inpaint.gif``: the central box (H/4..3H/4 x W/4..3W/4) regenerated in every frame;
 - ``outpaint.gif``: only the central box kept, the rest regenerated (``placement="keep"``);
-- ``generate.png`` (an image) and ``generate.gif`` (a window), of ``class_id`` when given;
+- ``generate.png`` (an image) and ``generate.gif`` (a window), of ``class_id`` when given (the other
+  uses go without a class: their tasks are trained without one);
 
 and for the first four a ``<name>.sbs.gif``: what the model was given (gray = unknown) | output | truth.
 Each file is written atomically.
@@ -47,7 +48,7 @@ def run_showcase(
     out_dir = Path(out_dir)
     window = pipe.num_frames
     c = pipe.engine.default_cond_frames if num_cond_frames is None else num_cond_frames
-    common = {"class_id": class_id, "output": "result", **sampling}
+    common = {"output": "result", **sampling}
     results: dict[str, GenerationResult] = {}
     results["predict"] = pipe.predict(clip, c, window, fps=fps, **common)
     truth = results["predict"].truth
@@ -62,7 +63,7 @@ def run_showcase(
     for name, result in results.items():
         paths[name] = write_output(out_dir / f"{name}.gif", result.frames, result.fps)
         paths[f"{name}.sbs"] = write_output(out_dir / f"{name}.sbs.gif", result.side_by_side(), result.fps)
-    image = pipe.generate(class_id, 1, **sampling)
+    image = pipe.generate(class_id, 1, **sampling)  # the class is for generation only
     paths["generate.png"] = write_output(out_dir / "generate.png", image)
     generated = pipe.generate(class_id, window, output="result", **sampling)
     paths["generate.gif"] = write_output(out_dir / "generate.gif", generated.frames, generated.fps)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from videogen.config import ConfigError, from_dict, read_yaml, save_config, to_dict
+from videogen.config import ConfigError, from_dict, read_yaml, to_dict
 from videogen.errors import UserError
+from videogen.export import save_export
 from videogen.tokenizer.bsq import BSQ
 from videogen.tokenizer.config import QUANTIZERS, TokenizerConfig
 from videogen.tokenizer.decoder import Decoder
@@ -109,12 +110,9 @@ class VideoTokenizer(nn.Module):
         return cls(from_dict(TokenizerConfig, data))
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``config.yaml`` (``kind: tokenizer`` + config) and ``model.safetensors`` to ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_config({"kind": KIND, **to_dict(self.config)}, directory / CONFIG_FILE)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"kind": KIND})
+        """Write ``config.yaml`` (``kind: tokenizer`` + config) and ``model.safetensors`` to ``directory``,
+        atomically, with the umask's file mode (``videogen.export.save_export``)."""
+        save_export(directory, KIND, to_dict(self.config), self.state_dict())
 
     @classmethod
     def from_pretrained(

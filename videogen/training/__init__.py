@@ -4,6 +4,7 @@ DeepSpeed itself is imported only when a run starts (:func:`setup_distributed`,
 :func:`create_engine`), so importing this package stays cheap.
 """
 
+from videogen.export import export_model, export_pretrained, load_export
 from videogen.training.checkpoint import CheckpointManager
 from videogen.training.config import (
     CheckpointConfig,
@@ -28,7 +29,6 @@ from videogen.training.engine import (
     default_param_groups,
     to_device,
 )
-from videogen.training.export import export_model, export_pretrained, load_export
 from videogen.training.guard import NonFiniteGuard, TrainingDivergedError
 from videogen.training.logger import MetricAverager, MetricsLogger, video_grid
 from videogen.training.rng import seed_everything

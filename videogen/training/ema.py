@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from videogen.training.export import follow_umask
+from videogen.export import follow_umask
 
 
 class EMA:

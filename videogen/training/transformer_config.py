@@ -1,8 +1,9 @@
 """``TransformerTrainingConfig``: everything ``./run.sh train transformer`` reads (YAML + dotted overrides).
 
-Sections: ``run`` (where), ``data`` (the clips the token cache is made from; also what inference
-reads back from ``<run>/config.yaml`` for frames, size and fps), ``tokenizer`` (its export folder),
-``cache`` / ``val_cache`` (token caches), ``tokenize`` (how the caches are made), ``model`` (preset +
+Sections: ``run`` (where), ``data`` (the clips the token cache is made from, ``data.image_data`` the
+images image generation also trains on; the window frames / size / fps go into the export),
+``tokenizer`` (its export folder), ``cache`` / ``val_cache`` / ``image_cache`` (token caches),
+``tokenize`` (how the caches are made), ``model`` (preset +
 deltas; ``codebook_size``, ``max_frames/height/width`` and ``num_classes`` are filled from the cache,
 so they never disagree with it), ``masking`` (tasks, mask schedule, CFG dropout), ``evaluation``,
 ``sampling`` (periodic sample videos) and ``train`` (engine, optimizer, schedule, checkpoints, logs).
@@ -24,7 +25,8 @@ from videogen.transformer.config import TransformerConfig
 from videogen.transformer.schedules import SCHEDULES
 
 IMAGE_TASK = "image_generation"
-"""Trained on ``tokens[:, :1]`` (with a causal tokenizer the tokens of frame 0 alone); never cached."""
+"""Trained on 1-frame grids: ``tokens[:, :1]`` of the clips (with a causal tokenizer the tokens of frame 0
+alone) and the images of ``data.image_data`` (their own cache); no condition, so no condition tokens."""
 
 DEFAULT_TASKS = {
     "frame_prediction": 1.0,
@@ -32,7 +34,9 @@ DEFAULT_TASKS = {
     "outpaint_central": 1.0,
     "inpaint_central": 1.0,
     "class_generation": 1.0,
+    IMAGE_TASK: 1.0,
 }
+"""Every task the CLI offers by default (predict, interpolate, inpaint, outpaint, generate clip / image)."""
 
 
 def canonical_task(name: str) -> str:
@@ -75,7 +79,9 @@ class MaskingConfig:
 
     ``tasks``: task name (or code) -> weight >= 0; a task is drawn by weight once per optimizer step
     (``task_mode: per_step``, MAGVIT v1; the same task on every rank) or per sample (``per_sample``).
-    ``image_generation`` trains on the first latent frame only and needs ``per_step``.
+    ``image_generation`` trains on 1-frame grids, which cannot share a batch with clips: with
+    ``per_sample`` a step is an image step with probability weight / total (one draw per step, the same
+    on every rank), and the other steps draw the video tasks per sample.
     """
 
     tasks: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASKS))
@@ -99,12 +105,6 @@ class MaskingConfig:
         check(
             sum(float(w) for w in self.tasks.values()) > 0, "tasks", self.tasks, "give some task a weight > 0"
         )
-        check(
-            not (IMAGE_TASK in names and self.task_mode != "per_step"),
-            "task_mode",
-            self.task_mode,
-            f"{IMAGE_TASK} has a 1-frame grid that cannot share a batch with videos; use task_mode=per_step",
-        )
         check(self.schedule in SCHEDULES, "schedule", self.schedule, f"use one of {', '.join(SCHEDULES)}")
         for name in ("class_dropout", "condition_dropout"):
             value = getattr(self, name)
@@ -115,8 +115,17 @@ class MaskingConfig:
         return {canonical_task(n): float(w) for n, w in self.tasks.items() if float(w) > 0}
 
     def cached_tasks(self) -> tuple[str, ...]:
-        """Tasks the token cache must hold (every weighted task except image generation)."""
+        """Tasks the clip token cache must hold (every weighted task except image generation)."""
         return tuple(n for n in self.weights() if n != IMAGE_TASK)
+
+    def video_weights(self) -> dict[str, float]:
+        """:meth:`weights` without image generation (what a video step draws from)."""
+        return {n: w for n, w in self.weights().items() if n != IMAGE_TASK}
+
+    def image_fraction(self) -> float:
+        """Probability that a ``per_sample`` step is an image-generation step (its share of the weights)."""
+        weights = self.weights()
+        return weights.get(IMAGE_TASK, 0.0) / sum(weights.values())
 
 
 @dataclass
@@ -203,6 +212,9 @@ class TransformerTrainingConfig:
     tokenizer: str = "runs/tokenizer-default/export"  # a tokenizer export folder
     cache: str | None = None  # train token cache; None = <run>/token_cache (remade if the tokenizer changes)
     val_cache: str | None = None  # None = <run>/token_cache_val from data.val (when set); "none" = no val
+    # images for image generation: None = <run>/token_cache_images from data.image_data (when set and
+    # image_generation is trained); "none" = image generation trains on the clips' first frames only
+    image_cache: str | None = None
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     model: TransformerConfig = field(default_factory=lambda: from_dict(TransformerConfig, DEFAULTS["model"]))
     masking: MaskingConfig = field(default_factory=MaskingConfig)

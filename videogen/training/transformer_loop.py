@@ -7,14 +7,16 @@
         with Trainer(cfg.train, cfg.run, dist, config=cfg) as trainer:
             engine = trainer.add_engine("model", CommitTransformer(cfg.model), ema=True)
             trainer.fit(token loader, TrainStep, evaluate=fixed-mask eval, media=sample videos)
-            trainer.export("model", <run>/export)      # EMA weights, CommitTransformer.from_pretrained
+            trainer.export("model", <run>/export)      # EMA weights + what they were trained for
 
 The train cache (default ``<run>/token_cache``) is made on first use and remade when the tokenizer,
 the data or the task list changes; an explicitly given ``cache`` that is complete is used as it is
 (its clip settings must match ``data``). ``model.codebook_size``, ``max_frames/height/width`` and
-``num_classes`` are taken from the cache. Outputs in ``<run>/``: ``config.yaml`` (with the ``data``
-section inference reads), ``checkpoints/``, ``tensorboard/``, ``metrics.jsonl``, ``log.txt``,
-``samples/`` and ``export/``.
+``num_classes`` are taken from the cache. Outputs in ``<run>/``: ``config.yaml``, ``checkpoints/``,
+``tensorboard/``, ``metrics.jsonl``, ``log.txt``, ``samples/`` and ``export/``: a self-contained folder
+(``CommitTransformer.from_pretrained``) that records the trained tasks and their weights, the tokenizer
+(config and weights hash), the window (frames, size, fps), the class names and the sampling defaults
+(:func:`export_info`); inference reads nothing else.
 """
 
 from __future__ import annotations
@@ -28,18 +30,23 @@ from videogen.data.loader import EpochDataLoader
 from videogen.data.samplers import ResumableSampler
 from videogen.data.token_dataset import TokenDataset
 from videogen.errors import UserError
+from videogen.export import TokenizerIdentity, TransformerExportInfo, WindowGeometry
 from videogen.training.distributed import DistInfo, distributed_session
 from videogen.training.trainer import Trainer
 from videogen.training.transformer_config import (
     DEFAULTS,
+    IMAGE_TASK,
     TransformerTrainingConfig,
     load_training_config,
 )
 from videogen.training.transformer_data import (
     cache_paths,
+    check_image_cache,
     fill_model_config,
+    image_cache_path,
     prepare_caches,
     require_tokenizer,
+    training_fps,
 )
 from videogen.training.transformer_samples import SampleVideos
 from videogen.training.transformer_step import (
@@ -160,7 +167,8 @@ def summary_text(trainer: Trainer, step_fn: TrainStep, monitor: Monitor, timing:
     lines = [
         f"transformer training done: step {trainer.step} ({steps} steps this run in {timing['train_s']:.0f} s"
         f"{per_step}; wall time {timing['wall_s']:.0f} s)",
-        f"  export   {trainer.run_dir / 'export'}  (CommitTransformer.from_pretrained, EMA weights)",
+        f"  export   {trainer.run_dir / 'export'}  (CommitTransformer.from_pretrained, EMA weights; "
+        "tasks, tokenizer, window and sampling defaults in its config.yaml)",
     ]
     if monitor.samples.written:
         lines.append(
@@ -188,17 +196,67 @@ def summary_text(trainer: Trainer, step_fn: TrainStep, monitor: Monitor, timing:
     return "\n".join(lines)
 
 
+def export_info(
+    cfg: TransformerTrainingConfig,
+    train_set: TokenDataset,
+    tokenizer: TokenizerIdentity,
+    fps: float | None,
+) -> TransformerExportInfo:
+    """What the export records beside the weights: the trained tasks (weights, the options the cache
+    built their conditions with), the CFG dropout, the tokenizer, the window (``fps``: the training
+    clips' rate, :func:`training_fps`), classes, sampling defaults."""
+    weights = cfg.masking.weights()
+    cached = train_set.index["tasks"]
+    s = cfg.sampling
+    return TransformerExportInfo(
+        tasks=weights,
+        task_options={
+            name: dict(cached[name]["options"]) for name in weights if cached.get(name, {}).get("options")
+        },
+        class_dropout=cfg.masking.class_dropout,
+        condition_dropout=cfg.masking.condition_dropout,
+        tokenizer=tokenizer,
+        window=WindowGeometry(cfg.data.num_frames, cfg.data.resolution, cfg.data.resolution, fps),
+        classes=list(train_set.classes) if train_set.classes else None,
+        sampling={
+            "steps": s.steps,
+            "schedule": s.schedule,
+            "temperature": s.temperature,
+            "top_k": s.top_k,
+            "choice_temperature": s.choice_temperature,
+            "guidance_scale": s.guidance_scale,
+            "guidance_ramp": s.guidance_ramp,
+        },
+    )
+
+
+def tokenizer_identity(folder: Path) -> TokenizerIdentity:
+    """The tokenizer export's identity (config, codebook size, weights hash), read now: what the export
+    will record even if the tokenizer folder changes while the transformer trains."""
+    from videogen.tokenizer import VideoTokenizer
+
+    return TokenizerIdentity.of(VideoTokenizer.from_pretrained(folder), trained_from=folder)
+
+
 def train(cfg: TransformerTrainingConfig, dist: DistInfo, started: float) -> int:
     """The whole run on this rank (every rank calls it); see the module docstring. Returns 0."""
     run_dir = Path(cfg.run.root) / cfg.run.name
     tokenizer = require_tokenizer(cfg.tokenizer)
     train_cache, val_cache = cache_paths(cfg, run_dir)
-    prepare_caches(cfg, dist, tokenizer, train_cache, val_cache)
+    image_cache = image_cache_path(cfg, run_dir)
+    prepare_caches(cfg, dist, tokenizer, train_cache, val_cache, image_cache)
+    # what the export will record, read now (rank 0 just made the caches from these same files)
+    identity = tokenizer_identity(tokenizer) if dist.is_main else None
+    fps = training_fps(cfg) if dist.is_main else None
     tasks = cfg.masking.cached_tasks()
     train_set = TokenDataset(train_cache, tasks=tasks, tokenizer=tokenizer)
     val_set = TokenDataset(val_cache, tasks=tasks, tokenizer=tokenizer) if val_cache is not None else None
     fill_model_config(cfg, train_set, val_set)
     held_out = val_set if val_set is not None and len(val_set) > 0 else train_set
+    image_set = None
+    if image_cache is not None:
+        image_set = TokenDataset(image_cache, tasks=[IMAGE_TASK], tokenizer=tokenizer)
+        check_image_cache(train_set, image_set)
 
     with Trainer(cfg.train, cfg.run, dist, config=cfg) as trainer:
         model = CommitTransformer(cfg.model)
@@ -210,7 +268,9 @@ def train(cfg: TransformerTrainingConfig, dist: DistInfo, started: float) -> int
         trainer.logger.info(
             f"COMMIT transformer: {model.num_parameters() / 1e6:.2f}M parameters, "
             f"grid {train_set.grid_shape}, "
-            f"{train_set.codebook_size} codes, {len(train_set)} training items, tasks {', '.join(tasks)}"
+            f"{train_set.codebook_size} codes, {len(train_set)} training items"
+            + (f" and {len(image_set)} images" if image_set is not None else "")
+            + f", tasks {', '.join(cfg.masking.weights())}"
         )
         step_fn = TrainStep(
             trainer,
@@ -219,6 +279,8 @@ def train(cfg: TransformerTrainingConfig, dist: DistInfo, started: float) -> int
             cfg.model.num_classes,
             cfg.model.label_smoothing,
             keep=max(1, min(20, cfg.train.max_steps // 4)),
+            images=image_set,
+            image_batch_size=cfg.data.image_batch_size or cfg.train.engine.micro_batch_size,
         )
         monitor = Monitor(cfg, trainer, held_out, tokenizer)
         if trainer.step == 0:
@@ -236,7 +298,14 @@ def train(cfg: TransformerTrainingConfig, dist: DistInfo, started: float) -> int
             return 0
         monitor.log_evaluation(trainer.step)
         monitor.log_media(trainer.step)
-        trainer.export("model", run_dir / "export", build=lambda: CommitTransformer(cfg.model))
+        info = export_info(cfg, train_set, identity, fps) if dist.is_main else None
+
+        def build() -> CommitTransformer:
+            model = CommitTransformer(cfg.model)
+            model.export_info = info
+            return model
+
+        trainer.export("model", run_dir / "export", build=build)
         if dist.is_main:
             timing["wall_s"] = time.time() - started
             print(summary_text(trainer, step_fn, monitor, timing), flush=True)

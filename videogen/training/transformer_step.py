@@ -7,9 +7,14 @@ three-way mix. The loss is cross-entropy over every latent position with label s
 metrics are reported for masked ([MASK] input), refine (condition-token input) and reconstruction
 (true-token input) positions separately, summed over ranks so every rank logs the same names.
 
-Randomness comes from generators seeded by ``(seed, rank, step, micro-batch)``, so masks and task
-draws do not depend on what ran before (an exact resume needs no RNG state); per-step task draws
-use ``(seed, step)`` only and agree on every rank.
+Image generation trains on 1-frame grids, which cannot share a batch with clips: an *image step*
+(per-step draw, or with ``per_sample`` a draw per step at the task's share of the weights) trains on
+the first latent frame of the batch's clips plus ``image_batch_size`` images of the image cache
+(picked at random, so no loader state), all as image generation.
+
+Randomness comes from generators seeded by ``(seed, rank, step, micro-batch)``, so masks, task and
+image draws do not depend on what ran before (an exact resume needs no RNG state); per-step task
+draws use ``(seed, step)`` only and agree on every rank.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from videogen.transformer.masking import (
 )
 
 SHOWN = ("loss", "mask_loss", "mask_acc")  # on the progress bar
-_TASK_STREAM, _MASK_STREAM = 1, 2  # generator streams
+_TASK_STREAM, _MASK_STREAM, _IMAGE_STREAM = 1, 2, 3  # generator streams
 
 
 def seeded_generator(*keys: int) -> torch.Generator:
@@ -76,7 +81,8 @@ def build_inputs(
 ) -> TrainingInputs:
     """Collated ``TokenDataset`` items + a task per sample -> mixed model inputs on ``device``.
 
-    ``image_generation`` (the whole batch) uses latent frame 0 only: ``(B, 1, H', W')``, no condition.
+    ``image_generation`` (the whole batch) uses latent frame 0 only: ``(B, 1, H', W')``, no condition
+    (a batch of 1-frame grids, such as images, is used as it is).
     """
     tokens = batch["tokens"]  # (B, T', H', W') int64
     if IMAGE_TASK in task_names:
@@ -137,9 +143,24 @@ def global_metrics(metrics: Mapping[str, float], device: torch.device) -> dict[s
 # ----------------------------------------------------------------------------- the step
 
 
+def image_batch(
+    batch: Mapping[str, Any], images: Dataset | None, count: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """An image step's batch: latent frame 0 of the clips ``(B, 1, H', W')`` followed by ``count`` items
+    of the image cache ``images`` (drawn uniformly with ``generator``; none without a cache)."""
+    tokens, labels = [batch["tokens"][:, :1]], [batch["label"]]
+    if images is not None and count > 0 and len(images) > 0:
+        picks = torch.randint(len(images), (count,), generator=generator).tolist()
+        drawn = default_collate([images[i] for i in picks])
+        tokens.append(drawn["tokens"][:, :1])
+        labels.append(drawn["label"])
+    return {"tokens": torch.cat(tokens), "label": torch.cat(labels)}
+
+
 class TrainStep:
     """``step(batch) -> metrics`` for ``Trainer.fit``: inputs, forward through the engine, loss, update.
 
+    ``images``: the image token cache (1-frame grids) image steps add ``image_batch_size`` items of.
     ``history`` keeps the last ``keep`` steps' metrics and ``first`` the first ``keep`` (for the summary).
     """
 
@@ -151,8 +172,11 @@ class TrainStep:
         num_classes: int,
         label_smoothing: float,
         keep: int = 20,
+        images: Dataset | None = None,
+        image_batch_size: int = 0,
     ) -> None:
         self.trainer, self.engine, self.masking = trainer, engine, masking
+        self.images, self.image_batch_size = images, image_batch_size
         self.weights = masking.weights()
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
@@ -162,15 +186,16 @@ class TrainStep:
         self._last = (-1, 0)  # (step, micro-batch index within the step)
 
     def task_names(self, batch_size: int, step: int, generator: torch.Generator) -> list[str]:
+        """The batch's tasks: one per step (``per_step``), or per sample, where image generation is an
+        image step (all of the batch) drawn once per step at its share of the weights."""
         seed = self.trainer.cfg.seed
-        if self.masking.task_mode == "per_step":  # one draw per optimizer step, equal on every rank
-            return sample_tasks(
-                self.weights,
-                batch_size,
-                mode="per_step",
-                generator=seeded_generator(seed, _TASK_STREAM, step),
-            )
-        return sample_tasks(self.weights, batch_size, mode="per_sample", generator=generator)
+        per_step = seeded_generator(seed, _TASK_STREAM, step)  # equal on every rank and micro-batch
+        if self.masking.task_mode == "per_step":
+            return sample_tasks(self.weights, batch_size, mode="per_step", generator=per_step)
+        share = self.masking.image_fraction()
+        if share > 0 and float(torch.rand((), generator=per_step)) < share:
+            return [IMAGE_TASK] * batch_size
+        return sample_tasks(self.masking.video_weights(), batch_size, mode="per_sample", generator=generator)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, float]:
         trainer, masking = self.trainer, self.masking
@@ -179,6 +204,10 @@ class TrainStep:
         self._last = (step, micro)
         generator = seeded_generator(trainer.cfg.seed, _MASK_STREAM, trainer.dist.rank, step, micro)
         names = self.task_names(batch["tokens"].shape[0], step, generator)
+        if names[0] == IMAGE_TASK:
+            picks = seeded_generator(trainer.cfg.seed, _IMAGE_STREAM, trainer.dist.rank, step, micro)
+            batch = image_batch(batch, self.images, self.image_batch_size, picks)
+            names = [IMAGE_TASK] * batch["tokens"].shape[0]
         inputs = build_inputs(
             batch,
             names,

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from videogen.config import ConfigError, from_dict, read_yaml, to_dict
+from videogen.config import ConfigError, from_dict, to_dict
 from videogen.errors import UserError
+from videogen.export import (
+    TRANSFORMER_FORMAT_VERSION,
+    WEIGHTS_FILE,
+    TransformerExportInfo,
+    read_export_config,
+    save_export,
+)
 from videogen.transformer.attention import SelfAttention, resolve_attention
 from videogen.transformer.config import TransformerConfig
 from videogen.transformer.embeddings import InputEmbedding
@@ -20,8 +26,6 @@ from videogen.transformer.logits import TokenLogits
 from videogen.transformer.vocab import MASK_ID
 
 KIND = "transformer"
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
 
 # ----------------------------------------------------------------------------- blocks
 
@@ -84,6 +88,7 @@ class CommitTransformer(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.config = config
+        self.export_info: TransformerExportInfo | None = None  # what its export says (from_pretrained)
         self.embed = InputEmbedding(config)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
@@ -107,40 +112,49 @@ class CommitTransformer(nn.Module):
         """A fresh model of preset ``name`` ("tiny", "S", "B", "L") with config fields overridden."""
         return cls(from_dict(TransformerConfig, {"preset": name, **overrides}))
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write ``path/config.yaml`` (with ``kind: transformer``) and ``path/model.safetensors``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_FILE).write_text(
-            yaml.safe_dump({"kind": KIND, **to_dict(self.config)}, sort_keys=False)
-        )
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
+    def save_pretrained(self, path: str | Path, info: TransformerExportInfo | None = None) -> None:
+        """Write the export folder ``path`` atomically (``videogen.export``): ``config.yaml`` with
+        ``kind: transformer``, the architecture under ``model:`` and, when known, what the model was
+        trained for (``info``, default :attr:`export_info`: tasks, tokenizer identity, window, classes,
+        sampling defaults), and ``model.safetensors``. A loaded export saves back the same."""
+        info = info if info is not None else self.export_info
+        fields: dict = {"format_version": TRANSFORMER_FORMAT_VERSION, "model": to_dict(self.config)}
+        if info is not None:
+            info.validate()
+            fields.update(info.to_fields())
+        save_export(path, KIND, fields, self.state_dict())
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> CommitTransformer:
-        """Load a folder written by :meth:`save_pretrained`; refuses other kinds of export."""
+        """Load an export folder written by :meth:`save_pretrained`; refuses other kinds of export.
+
+        :attr:`export_info` is what the export says about its training (None for an export that
+        records only the architecture, such as those made before ``format_version`` 2).
+        """
         path = Path(path)
-        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+        data = read_export_config(path, KIND, "made by ./run.sh train transformer")
+        version = data.pop("format_version", 1)
+        if not isinstance(version, int) or version > TRANSFORMER_FORMAT_VERSION:
             raise UserError(
-                f"transformer checkpoint '{path}' not found: need a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
+                f"transformer export '{path}' has format_version {version!r}; this videogen reads 1 to "
+                f"{TRANSFORMER_FORMAT_VERSION} (update videogen)"
             )
-        data = read_yaml(path / CONFIG_FILE)
-        kind = data.pop("kind", None)
-        if kind != KIND:
-            raise UserError(
-                f"checkpoint '{path}' is of kind {kind!r}, not {KIND!r}; pass a transformer export folder"
-            )
+        recorded = version >= TRANSFORMER_FORMAT_VERSION
+        model_fields = data.pop("model", None) if recorded else data
+        if not isinstance(model_fields, dict):
+            raise UserError(f"transformer export '{path}' has no model: section in its config.yaml")
         try:
-            config = from_dict(TransformerConfig, data)
+            config = from_dict(TransformerConfig, model_fields)
+            info = TransformerExportInfo.from_fields(data) if recorded and data else None
         except ConfigError as e:
-            raise UserError(f"checkpoint '{path}': {e}") from None
+            raise UserError(f"transformer export '{path}': {e}") from None
         model = cls(config)
+        model.export_info = info
         try:
             model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
         except RuntimeError as e:
             raise UserError(
-                f"checkpoint '{path}': weights do not match its config ({str(e).splitlines()[0]})"
+                f"transformer export '{path}': weights do not match its config ({str(e).splitlines()[0]})"
             ) from None
         return model.to(device)
 
