@@ -11,14 +11,24 @@ from videogen.tokenizer.inflate import inflate_image_to_video
 from videogen.tokenizer.testing import random_video, randomize_, tiny_config
 
 
-@pytest.fixture(scope="module")
-def models() -> tuple[VideoTokenizer, VideoTokenizer]:
-    video_config = tiny_config()
+def inflated(conv: str) -> tuple[VideoTokenizer, VideoTokenizer]:
+    """A random image tokenizer and the video model (``conv``: full 3D or (2+1)D) inflated from it."""
+    video_config = tiny_config(conv=conv)
     torch.manual_seed(3)
     image_model = randomize_(VideoTokenizer(image_config(video_config)), seed=3).double().eval()
-    video_model = VideoTokenizer(video_config).double().eval()
+    video_model = randomize_(VideoTokenizer(video_config), seed=4).double().eval()  # nothing may survive
     inflate_image_to_video(image_model.state_dict(), video_model)
     return image_model, video_model
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[VideoTokenizer, VideoTokenizer]:
+    return inflated("full")
+
+
+@pytest.fixture(scope="module", params=["full", "factorized"])
+def any_models(request) -> tuple[VideoTokenizer, VideoTokenizer]:
+    return inflated(request.param)
 
 
 def test_image_config_is_per_frame():
@@ -40,8 +50,8 @@ def test_inflated_weights_use_the_last_temporal_tap(models):
         assert torch.equal(video_up[:, t], image_up.reshape(-1, 4, *image_up.shape[1:]))
 
 
-def test_first_frame_matches_the_image_model(models):
-    image_model, video_model = models
+def test_first_frame_matches_the_image_model(any_models):
+    image_model, video_model = any_models
     clip = random_video(2, 9, 8, 8)
     image_out = image_model(clip[:, :, :1])
     video_out = video_model(clip)
@@ -51,9 +61,9 @@ def test_first_frame_matches_the_image_model(models):
     )
 
 
-def test_every_frame_is_the_image_reconstruction_of_its_latent_frame(models):
+def test_every_frame_is_the_image_reconstruction_of_its_latent_frame(any_models):
     """Latent j = image latent of frame 4j; output frames 4j-3..4j = image reconstruction of frame 4j."""
-    image_model, video_model = models
+    image_model, video_model = any_models
     clip = random_video(1, 9, 8, 8, seed=5)
     per_frame = image_model(clip)  # the image model runs frame by frame (temporal kernel 1)
     video_out = video_model(clip)
@@ -65,8 +75,8 @@ def test_every_frame_is_the_image_reconstruction_of_its_latent_frame(models):
         )
 
 
-def test_static_clip_reconstructs_every_frame_as_the_image(models):
-    image_model, video_model = models
+def test_static_clip_reconstructs_every_frame_as_the_image(any_models):
+    image_model, video_model = any_models
     image = random_video(1, 1, 8, 8, seed=7)
     static = image.expand(-1, -1, 9, -1, -1).contiguous()
     image_out = image_model(image)

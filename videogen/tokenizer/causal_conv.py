@@ -132,8 +132,13 @@ class TemporalCausalConv(CausalConv3d):
         super().__init__(channels, channels, (kernel_t, 1, 1), stride=(stride_t, 1, 1))
         if identity_init:
             with torch.no_grad():
-                self.weight.zero_()
-                self.weight[:, :, -1, 0, 0] = torch.eye(channels)
+                self.weight.copy_(self.identity_weight())
+
+    def identity_weight(self) -> torch.Tensor:
+        """The weight of the identity in time: the last tap (the current frame) is the unit matrix."""
+        weight = torch.zeros_like(self.weight)
+        weight[:, :, -1, 0, 0] = torch.eye(self.weight.shape[0], dtype=weight.dtype, device=weight.device)
+        return weight
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         kernel_t, stride_t = self.kernel_size[0], self.stride[0]

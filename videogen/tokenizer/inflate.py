@@ -8,7 +8,10 @@ weights inflate into the video model of the same widths:
   (the tap that sees the current frame), the other taps are zero;
 * an upsampler conv whose output channels grow by ``s_t`` for time (layout ``(c, s_t, s_h, s_w)``) gets
   the 2D weights repeated ``s_t`` times, so the frames it creates start identical;
-* everything else (norms, adaptive-norm maps, 1x1x1 convs, biases) is copied.
+* everything else (norms, adaptive-norm maps, 1x1x1 convs, biases) is copied;
+* in a (2+1)D model (``conv="factorized"``) the image model's per-frame convs are the spatial halves;
+  the temporal convs it lacks take the identity (current frame in, nothing from the past), which is the
+  same last-tap inflation.
 
 The inflated video model then starts as a per-frame image tokenizer: latent j is the image latent of
 frame t*j (a stride-2 last-tap conv keeps every other frame) and output frames t*j - t + 1 .. t*j are
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from videogen.errors import UserError
+from videogen.tokenizer.causal_conv import TemporalCausalConv
 from videogen.tokenizer.model import VideoTokenizer
 from videogen.tokenizer.upsample import DepthToSpaceUpsample
 
@@ -41,20 +45,29 @@ def inflate_image_to_video(
     if isinstance(image_state_dict, nn.Module):
         image_state_dict = image_state_dict.state_dict()
     video_state = video_model.state_dict()
-    missing = sorted(set(video_state) - set(image_state_dict))
+    temporal = {
+        f"{name}.weight": module
+        for name, module in video_model.named_modules()
+        if isinstance(module, TemporalCausalConv)
+    }
+    missing = sorted(set(video_state) - set(image_state_dict) - set(temporal))
     unexpected = sorted(set(image_state_dict) - set(video_state))
     if missing or unexpected:
         raise UserError(
             f"image weights do not match the video model: missing {missing[:3]}, unexpected {unexpected[:3]} "
             "(the image model must have the same widths and depths)"
         )
-    upsampler_factors = {
-        f"{name}.conv.weight": module.factors
+    upsampler_factors = {  # the upsampler's conv weight: its own (full) or its spatial half ((2+1)D)
+        f"{name}.conv.{part}weight": module.factors
         for name, module in video_model.named_modules()
         if isinstance(module, DepthToSpaceUpsample)
+        for part in ("", "spatial.")
     }
     inflated = {}
     for key, target in video_state.items():
+        if key in temporal and key not in image_state_dict:
+            inflated[key] = temporal[key].identity_weight()
+            continue
         source = image_state_dict[key].to(target.dtype)
         if source.shape == target.shape and not (source.dim() == 5 and target.shape[2] > 1):
             inflated[key] = source
