@@ -141,6 +141,12 @@ def overrides(root: Path, sample, name: str, **extra) -> list[str]:
         "train.log.progress_bar": False,
         "train.checkpoint.every_steps": 0,
         "eval.final": "'off'",  # quoted: a YAML word, whatever the override parser does with on/off
+        # the data path the drills are about: decoding per step (no preload), whole frames, clips only
+        "data.preload": False,
+        "data.crop_size": "null",
+        "data.image_ratio": 0,
+        "eval.num_frames": "null",
+        "eval.sets": "{}",
         **extra,
     }
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]

@@ -48,9 +48,9 @@ from torch import nn
 
 from videogen import cli
 from videogen.errors import UserError
+from videogen.export import export_model, export_pretrained
 from videogen.training.distributed import free_port
 from videogen.training.ema import EMA
-from videogen.export import export_model, export_pretrained
 from videogen.training.tokenizer_config import load_training_config
 from videogen.video_io import write_video
 
@@ -106,17 +106,16 @@ def test_a_stuck_decoder_fails_the_run_in_one_line_and_leaves_no_process(sample,
 
 
 def test_a_worker_that_gives_up_on_missing_files_ends_the_run_in_one_line(sample, tmp_path):
-    """Eight manifest rows on an unmounted path and the default ``data.num_workers=1``: the worker gives
+    """Eight manifest rows on an unmounted path and ``data.num_workers=1`` (decoding per step): the worker gives
     up (``DataError``: 10 samples in a row failed) and the run ends with that line, exit 2, no worker
     traceback, no hang, no process left (before: torch's multi-line copy of the worker traceback)."""
-    assert load_training_config(None, []).data.num_workers == 1  # the default this drill is about
     name = f"unmounted-{uuid.uuid4().hex[:8]}"
     rows = [json.loads(line) for line in sample.train.read_text().splitlines()]
     manifest = tmp_path / "unmounted.jsonl"
     lines = [json.dumps({**row, "path": f"/mnt/{name}/{i:05d}.mp4"}) for i, row in enumerate(rows)]
     manifest.write_text("\n".join(lines) + "\n")
     args = overrides(tmp_path, sample, name, **{"data.train": str(manifest)})
-    args = [a for a in args if not a.startswith("data.num_workers=")]
+    args = [*(a for a in args if not a.startswith("data.num_workers=")), "data.num_workers=1"]
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         process = subprocess.Popen(
@@ -412,7 +411,10 @@ def test_bad_devices_frame_counts_and_rates_are_one_line_that_names_them(models,
         ([*predict, "--model-fps", "0"], "--model-fps 0 must be > 0"),
         ([*predict, "--model-fps", "-5"], "--model-fps -5 must be > 0"),
         (["generate", "--out", tmp_path / "g.mp4", "--frames", "0", *models], "--frames 0"),
-        (["eval", "transformer", "--data", "x.jsonl", "--model-fps", "0", *models], "--model-fps 0 must be > 0"),
+        (
+            ["eval", "transformer", "--data", "x.jsonl", "--model-fps", "0", *models],
+            "--model-fps 0 must be > 0",
+        ),
     ]
     if not torch.cuda.is_available():  # before: "weights ... do not match its config.yaml: pin_memory=..."
         cases.append(

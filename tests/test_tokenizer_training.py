@@ -60,6 +60,7 @@ def overrides(root: Path, sample, name: str, **extra) -> list[str]:
         "model.num_groups": 8,
         "train.max_steps": 3,
         "train.engine.micro_batch_size": BATCH,
+        "data.image_batch_size": BATCH,  # the default's 32 frames would need 32 clips
         "train.log.every_steps": 1,
         "train.log.tensorboard": False,
         "train.log.progress_bar": False,
@@ -67,6 +68,8 @@ def overrides(root: Path, sample, name: str, **extra) -> list[str]:
         "eval.num_clips": 2,
         "eval.batch_size": 2,
         "eval.num_samples": 2,
+        "eval.num_frames": "null",  # the test clips' length
+        "eval.sets": "{}",  # no data/sample here
         "loss.gan.generator_weight": 0.0,
         "loss.gan.discriminator.base_channels": 8,
         **extra,
@@ -292,21 +295,22 @@ def test_missing_init_from_image_exits_2(tmp_path, sample):
 def test_default_config_file_matches_the_builtin_fallback():
     assert yaml.safe_load(DEFAULT_CONFIG.read_text()) == BUILTIN_DEFAULT
     cfg = load_training_config(None, [])
-    assert cfg.run.name == "tokenizer-default" and cfg.data.train == "data/sample/train.jsonl"
+    assert cfg.run.name == "tokenizer-default" and cfg.data.train == "data/sample/train_mixed.jsonl"
+    assert cfg.eval.sets == {"real": "data/sample/real_val.jsonl"} and cfg.eval.num_frames == 17
     assert (
         cfg.model
         == VideoTokenizer.from_preset(
-            "tiny", lfq={"entropy_weight": 0.05, "entropy_anneal_steps": 100}
+            "tiny", patch_size=4, spatial_downsample=(False, False), conv="factorized"
         ).config
     )
-    assert cfg.train.optimizer.name == "adam" and cfg.train.optimizer.betas == (0.5, 0.9)
+    assert cfg.train.optimizer.name == "adam" and cfg.train.optimizer.betas == (0.9, 0.99)
 
 
 def test_overrides_keep_the_preset_and_the_tokenizer_optimizer_defaults():
     cfg = load_training_config(None, ["model.lfq.entropy_weight=0.2", "train.optimizer.lr=0.002"])
     assert cfg.model.lfq.bits == 10 and cfg.model.lfq.entropy_weight == 0.2  # tiny's other lfq keys stay
-    assert cfg.train.optimizer.betas == (0.5, 0.9) and cfg.train.optimizer.lr == 0.002
-    assert cfg.loss.gan.optimizer.betas == (0.5, 0.9)
+    assert cfg.train.optimizer.betas == (0.9, 0.99) and cfg.train.optimizer.lr == 0.002  # the YAML's
+    assert cfg.loss.gan.optimizer.betas == (0.5, 0.9)  # the dataclass default
 
 
 def test_real_data_configs_load_and_chain_image_to_video():

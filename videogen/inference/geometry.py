@@ -43,7 +43,9 @@ class Geometry:
 
 
 def read_run_data_config(export_dir: str | Path | None) -> dict[str, Any]:
-    """``data`` section of ``<export_dir>/../config.yaml`` (the training run's config), or ``{}``.
+    """``data`` section of ``<export_dir>/../config.yaml`` (the training run's config), or ``{}``, with
+    ``num_frames`` the length of the clips the run was scored on (``eval.num_frames`` where set: a run
+    may train on 5-frame clips and be scored on 17).
 
     For tools that evaluate a tokenizer training run (its export does not record its clips); the
     pipeline never reads it."""
@@ -56,8 +58,13 @@ def read_run_data_config(export_dir: str | Path | None) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, OSError):
         return {}
-    section = data.get("data") if isinstance(data, dict) else None
-    return section if isinstance(section, dict) else {}
+    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+        return {}
+    section = dict(data["data"])
+    evaluation = data.get("eval")
+    if isinstance(evaluation, dict) and evaluation.get("num_frames"):
+        section["num_frames"] = evaluation["num_frames"]
+    return section
 
 
 def resolve_geometry(
