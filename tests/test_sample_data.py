@@ -98,7 +98,9 @@ def test_ensure_sample_data_generates_once(tmp_path):
     (root / STAMP_FILE).write_text(json.dumps({**stamp, "version": 1}))  # made by an older version
     (root / "train.jsonl").unlink()
     third = ensure_sample_data(root, SMALL)  # is made anew
-    assert third.train.is_file() and json.loads((root / STAMP_FILE).read_text())["version"] == stamp["version"]
+    assert (
+        third.train.is_file() and json.loads((root / STAMP_FILE).read_text())["version"] == stamp["version"]
+    )
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="not a sample-data folder"):

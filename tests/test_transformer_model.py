@@ -19,7 +19,9 @@ SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_frames": 5, "m
 
 def small(bits: int = 18, **overrides) -> CommitTransformer:
     torch.manual_seed(0)
-    return CommitTransformer.from_preset("tiny", codebook_size=2**bits, num_classes=3, **{**SMALL, **overrides})
+    return CommitTransformer.from_preset(
+        "tiny", codebook_size=2**bits, num_classes=3, **{**SMALL, **overrides}
+    )
 
 
 def ids(

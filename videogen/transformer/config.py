@@ -129,7 +129,9 @@ class TransformerConfig:
     def split(self) -> bool:
         """True when code ids are embedded and predicted as two sub-tokens."""
         if self.sub_tokens == "auto":
-            return self.codebook_size > AUTO_SPLIT_ABOVE and self.codebook_size & (self.codebook_size - 1) == 0
+            return (
+                self.codebook_size > AUTO_SPLIT_ABOVE and self.codebook_size & (self.codebook_size - 1) == 0
+            )
         return self.sub_tokens == "split"
 
     @property

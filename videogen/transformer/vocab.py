@@ -42,7 +42,9 @@ def sub_token_sizes(codebook_size: int, split: bool) -> tuple[int, ...]:
         return (codebook_size,)
     bits = codebook_size.bit_length() - 1
     if codebook_size != 2**bits or bits < 2:
-        raise ValueError(f"only a power-of-two codebook (>= 4 codes) splits into sub-tokens, got {codebook_size}")
+        raise ValueError(
+            f"only a power-of-two codebook (>= 4 codes) splits into sub-tokens, got {codebook_size}"
+        )
     low = (bits + 1) // 2
     return (2**low, 2 ** (bits - low))
 
@@ -58,7 +60,9 @@ def split_tokens(ids: torch.Tensor, sizes: tuple[int, ...]) -> tuple[torch.Tenso
     return tuple(parts)
 
 
-def merge_tokens(parts: tuple[torch.Tensor, ...] | list[torch.Tensor], sizes: tuple[int, ...]) -> torch.Tensor:
+def merge_tokens(
+    parts: tuple[torch.Tensor, ...] | list[torch.Tensor], sizes: tuple[int, ...]
+) -> torch.Tensor:
     """Inverse of :func:`split_tokens`: sub-token ids (low first) -> code ids."""
     ids = torch.zeros_like(parts[0])
     scale = 1
