@@ -7,6 +7,7 @@
     ./run.sh bench tokenizer_study --baselines            # flat grey and mean-colour fills of the held-out sets
 
 Each row is a real ``./run.sh train tokenizer`` run: the default config (``configs/tokenizer/default.yaml``)
+with the clips the study was run on (16 of 5 frames; the default now takes row ``clips-9-lr-1e-3``: 8 of 9)
 plus the row's overrides, trained for ``--minutes`` of wall clock (``train.max_minutes``; the schedule
 is the default's: warmup, then a constant lr) on ONE core
 (``OMP_NUM_THREADS=1``, pinned with ``taskset``), two rows at a time on a 2-core machine, then scored on
@@ -115,6 +116,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "8 clips of 9 frames (not 16 of 5), lr 2e-3",
         ["data.num_frames=9", "train.engine.micro_batch_size=8", "train.optimizer.lr=2e-3"],
     ),
+    "clips-9-lr-1e-3": (
+        "8 clips of 9 frames (not 16 of 5) at the default lr 1e-3",
+        ["data.num_frames=9", "train.engine.micro_batch_size=8"],
+    ),
+    "clips-17": (
+        "4 clips of 17 frames (not 16 of 5)",
+        ["data.num_frames=17", "train.engine.micro_batch_size=4"],
+    ),
     "video-only": ("video batches only (no image batches)", ["data.image_ratio=0"]),
     "digits-only": ("trained on digits only (no real content)", ["data.train=data/sample/train.jsonl"]),
     # ---- architecture
@@ -131,8 +140,16 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "lfq-12-bits": ("LFQ 12 bits (4096 codes) per position", ["model.lfq.bits=12"]),
 }
 
-# a constant learning rate after the warmup (cosine over a million steps), nothing but training in the budget
-FIXED = ["train.max_steps=1000000", "train.checkpoint.every_steps=0", "train.log.eval_every_steps=0"]
+# a constant learning rate after the warmup (cosine over a million steps), nothing but training in the budget;
+# the base of every row is the recipe the study ran on: 16 clips of 5 frames (the default now trains on 8 clips
+# of 9 frames, row clips-9-lr-1e-3)
+FIXED = [
+    "train.max_steps=1000000",
+    "train.checkpoint.every_steps=0",
+    "train.log.eval_every_steps=0",
+    "data.num_frames=5",
+    "train.engine.micro_batch_size=16",
+]
 
 
 def command(row: str, minutes: float, core: int | None) -> list[str]:

@@ -33,7 +33,7 @@ BUILTIN_DEFAULT: dict = {
     "data": {
         "train": "data/sample/train_mixed.jsonl",
         "val": "data/sample/val.jsonl",
-        "num_frames": 5,
+        "num_frames": 9,
         "resolution": 64,
         "crop_size": 32,
         "preload": True,
@@ -55,7 +55,7 @@ BUILTIN_DEFAULT: dict = {
     "train": {
         "max_steps": 4500,
         "ema_decay": 0.99,
-        "engine": {"micro_batch_size": 16},
+        "engine": {"micro_batch_size": 8},
         "optimizer": {"lr": 1.0e-3, "betas": [0.9, 0.99]},
         "schedule": {"kind": "constant", "warmup_steps": 50},
         "checkpoint": {"every_steps": 750, "keep_last": 2},
