@@ -37,3 +37,25 @@ def test_the_gpu_check_without_a_gpu_is_one_line():
     assert done.stderr.strip().splitlines() == [
         "error: no CUDA GPU here; `./run.sh bench gpu --smoke` runs the same checks on the CPU"
     ]
+
+
+def test_the_token_diagnostic_prints_its_three_tables(tmp_path):
+    """``bench tokens`` on a tiny random export and 2 generated clips: the tables a study reads."""
+    from fault_helpers import make_sample
+    from inference_helpers import export_tiny_models
+
+    tokenizer, _ = export_tiny_models(tmp_path)
+    sample = make_sample(tmp_path)
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_tokens.py"),
+        *("--tokenizer", str(tokenizer), "--data", str(sample.val), "--resolution", "32"),
+        *("--num-frames", "5", "--start", "4", "--offsets", "0,4", "--bits"),
+    ]
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "| 0 | " in out and "| 4 | " in out  # one row per window start
+    assert "| latent frame | same id as the previous latent frame" in out
+    assert out.count("\n| ") >= 2 + 2 + 6  # 2 windows, 2 latent frames, 6 sign bits (+ headers)
+    assert "all bits kept:" in out
