@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from videogen.config import ConfigError
+from videogen.config import ConfigError, from_dict
 from videogen.errors import UserError
 from videogen.transformer import MASK_ID, CommitTransformer, TransformerConfig
 from videogen.transformer.masking import commit_loss, mix_tokens, prepare_training_inputs
@@ -91,6 +91,41 @@ def test_split_merge_round_trip() -> None:
     everything = torch.arange(2**10)
     assert torch.equal(merge_tokens(split_tokens(everything, (32, 32)), (32, 32)), everything)
     assert split_tokens(everything, (1024,))[0] is everything
+
+
+def test_bit_input_embeds_the_binary_digits_linearly() -> None:
+    """token_input=bits: a code enters as its +-1 digits times one matrix, so codes one digit apart differ
+    by exactly twice that digit's column, [MASK] keeps its own vector, and the model runs end to end."""
+    model = small(10, token_input="bits", head="untied", sub_tokens="split")
+    embed = model.embed
+    assert len(embed.code_tables) == 0 and embed.bit_projection.weight.shape == (64, 10)
+    codes = torch.arange(2**10)
+    vectors = embed.code_embedding(codes)
+    column = embed.bit_projection.weight.detach().T  # (10, D)
+    for bit in (0, 3, 9):
+        flipped = codes | (1 << bit)  # the digit set, from codes where it is clear
+        clear = (codes & (1 << bit)) == 0
+        delta = embed.code_embedding(flipped[clear]) - vectors[clear]
+        torch.testing.assert_close(delta, (2 * column[bit]).expand_as(delta))
+    all_signs = torch.tensor([[1.0 if (5 >> i) & 1 else -1.0 for i in range(10)]])
+    torch.testing.assert_close(embed.code_embedding(torch.tensor([5])), all_signs @ column)
+    assert not (vectors == embed.mask_embedding).all(-1).any()
+    grid = ids(2, (2, 4, 4), 10)
+    grid[0, 1] = MASK_ID
+    logits = model(grid, *prefix())
+    assert [part.shape for part in logits.parts] == [(2, 32, 32), (2, 32, 32)]
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"codebook_size": 1000}, "power-of-two"),
+        ({"codebook_size": 1024, "head": "tied"}, "untied"),
+    ],
+)
+def test_bit_input_needs_binary_codes_and_an_untied_head(fields: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        from_dict(TransformerConfig, {"preset": "tiny", "token_input": "bits", "head": "untied", **fields})
 
 
 @pytest.mark.parametrize("bits", [6, 18])

@@ -50,6 +50,9 @@ class TransformerConfig:
     mlp_ratio: float = 4.0
     attention: str = "auto"  # "auto" | "sdpa" | "xformers" | "math"
     head: str = "tied"  # "tied" (output = code embedding tables + bias) | "untied"
+    # "table": one learned vector per code id (per sub-token) | "bits": the code's binary digits as +-1 through
+    # one linear map (MaskBit's embedding-free bit tokens): codes that differ in a few bits get near vectors
+    token_input: str = "table"
     dropout: float = 0.0  # on embeddings and residual branches
     attention_dropout: float = 0.0  # on attention weights; > 0 makes CPU SDPA fall back to its slow math path
     init_std: float = 0.02
@@ -114,6 +117,20 @@ class TransformerConfig:
             "use auto, sdpa, xformers or math",
         )
         check(self.head in ("tied", "untied"), "head", self.head, "use tied or untied")
+        check(self.token_input in ("table", "bits"), "token_input", self.token_input, "use table or bits")
+        if self.token_input == "bits":
+            check(
+                self.codebook_size & (self.codebook_size - 1) == 0,
+                "token_input",
+                self.token_input,
+                f"bits needs a power-of-two codebook (LFQ / BSQ), got {self.codebook_size} codes; use table",
+            )
+            check(
+                self.head == "untied",
+                "head",
+                self.head,
+                "token_input=bits has no code tables to tie to: use untied",
+            )
         check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         check(
             0.0 <= self.attention_dropout < 1.0,
@@ -138,6 +155,11 @@ class TransformerConfig:
     def sub_token_sizes(self) -> tuple[int, ...]:
         """Vocabulary of each output head, low part first: ``(codebook_size,)`` or two powers of two."""
         return sub_token_sizes(self.codebook_size, self.split)
+
+    @property
+    def code_bits(self) -> int:
+        """Binary digits of a code id (``token_input: bits``)."""
+        return (self.codebook_size - 1).bit_length()
 
     @property
     def uncond_class_id(self) -> int:

@@ -13,7 +13,10 @@ from videogen.transformer.vocab import MASK_ID, split_tokens
 class InputEmbedding(nn.Module):
     """``[task][class][T' x H' x W' tokens]`` -> ``(B, 2 + T'*H'*W', D)`` vectors.
 
-    A code id is the sum of its sub-token embeddings (one table per sub-token, one row per sub-token id);
+    ``token_input: table``: a code id is the sum of its sub-token embeddings (one table per sub-token, one
+    row per sub-token id). ``token_input: bits``: the id's b binary digits as a +-1 vector times one
+    ``(b, D)`` matrix (MaskBit's bit tokens; for LFQ / BSQ the digits are the quantizer's signs, so codes
+    that differ in a few signs, often the ones the decoder barely uses, start with nearby vectors).
     ``MASK_ID`` positions take one learned vector instead. Task and class ids index their own tables,
     so no special id shares a row with a code id. Positions are factorized: the vector at latent
     ``(t, h, w)`` adds ``pos_t[t] + pos_h[h] + pos_w[w]``, so every grid up to the maximum (a 1-frame
@@ -24,7 +27,11 @@ class InputEmbedding(nn.Module):
         super().__init__()
         dim = config.hidden_size
         self.sizes = config.sub_token_sizes
-        self.code_tables = nn.ModuleList(nn.Embedding(size, dim) for size in self.sizes)
+        self.bits = config.code_bits if config.token_input == "bits" else 0
+        self.code_tables = nn.ModuleList(
+            () if self.bits else (nn.Embedding(size, dim) for size in self.sizes)
+        )
+        self.bit_projection = nn.Linear(self.bits, dim, bias=False) if self.bits else None
         self.mask_embedding = nn.Parameter(torch.zeros(dim))
         self.task_embedding = nn.Embedding(config.num_task_tokens, dim)
         self.class_embedding = nn.Embedding(config.num_classes + 1, dim)  # last row = UNCOND
@@ -35,9 +42,17 @@ class InputEmbedding(nn.Module):
             nn.init.normal_(p, std=config.init_std)
         for table in (*self.code_tables, self.task_embedding, self.class_embedding):
             nn.init.normal_(table.weight, std=config.init_std)
+        if self.bit_projection is not None:
+            nn.init.normal_(self.bit_projection.weight, std=config.init_std)
 
     def code_embedding(self, ids: torch.Tensor) -> torch.Tensor:
         """Code ids ``(...)`` in ``[0, codebook_size)`` -> ``(..., D)`` (sum of the sub-token embeddings)."""
+        if self.bit_projection is not None:
+            powers = 2 ** torch.arange(self.bits, device=ids.device)
+            signs = ((ids.unsqueeze(-1) & powers) > 0).to(
+                self.bit_projection.weight.dtype
+            ) * 2 - 1  # (..., b)
+            return self.bit_projection(signs)
         subs = split_tokens(ids, self.sizes)
         out = self.code_tables[0](subs[0])
         for table, sub in zip(self.code_tables[1:], subs[1:]):

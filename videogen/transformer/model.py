@@ -103,7 +103,8 @@ class CommitTransformer(nn.Module):
     def _init_linear(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=self.config.init_std)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------ construction and files
 
