@@ -166,15 +166,12 @@ def cache_stage(ctx: DemoContext) -> dict[str, Any]:
     """The transformer loop's own first-use step (``prepare_caches``), run ahead so it is timed on its own;
     the loop then finds the caches complete. One process, no process group: its collectives are no-ops."""
     from videogen.data.token_shards import read_index
-    from videogen.inference.engine import pick_device
-    from videogen.training.distributed import DistInfo
     from videogen.training.transformer_config import load_training_config
     from videogen.training.transformer_data import cache_paths, prepare_caches, require_tokenizer
 
     cfg = load_training_config(ctx.cfg.transformer.path(), ctx.overrides(TRANSFORMER))
     train, val = cache_paths(cfg, ctx.run_dir(TRANSFORMER))
-    single = DistInfo(rank=0, local_rank=0, world_size=1, device=pick_device(None), backend="none")
-    prepare_caches(cfg, single, require_tokenizer(cfg.tokenizer), train, val)
+    prepare_caches(cfg, require_tokenizer(cfg.tokenizer), train, val)
     info = {}
     for name, cache in (("train", train), ("val", val)):
         if cache is not None:

@@ -15,6 +15,7 @@ no training process is ever left running without the command that started it.
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import sys
@@ -193,6 +194,38 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on at least one (a collective: every rank must call it)."""
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     return bool(all_reduce_(value, "max").item() > 0)
+
+
+ONE_OFF_WAIT = datetime.timedelta(days=7)
+"""How long the other ranks wait for rank 0's one-off work (:func:`run_on_main`)."""
+
+
+def run_on_main(work: Callable[[], None], what: str) -> None:
+    """Run ``work`` on rank 0 while every other rank waits for it, however long it takes; then raise on
+    every rank if it failed (rank 0 its own error, the others a ``UserError`` naming ``what``).
+
+    The wait is a collective on a gloo group of its own with a :data:`ONE_OFF_WAIT` timeout: on the
+    default group (NCCL's 30 minutes, or a launcher's setting) the waiting ranks would abort while rank
+    0 still builds a large token cache. In a single process this is just ``work()``.
+    """
+    from videogen.errors import UserError
+
+    several = world_size() > 1
+    group = torch_dist.new_group(backend="gloo", timeout=ONE_OFF_WAIT) if several else None
+    error: BaseException | None = None
+    if not several or torch_dist.get_rank() == 0:
+        try:
+            work()
+        except BaseException as e:  # re-raised below, after the other ranks heard of it
+            error = e
+    if several:
+        failed = torch.tensor([1.0 if error is not None else 0.0])
+        torch_dist.all_reduce(failed, op=torch_dist.ReduceOp.MAX, group=group)
+        torch_dist.destroy_process_group(group)
+        if error is None and failed.item() > 0:
+            raise UserError(f"rank 0 could not {what} (see its message)")
+    if error is not None:
+        raise error
 
 
 def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:

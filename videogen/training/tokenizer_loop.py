@@ -32,7 +32,7 @@ from videogen.tokenizer.discriminator import build_discriminator
 from videogen.tokenizer.inflate import inflate_image_to_video
 from videogen.tokenizer.losses import LeCam
 from videogen.tokenizer.perceptual import build_perceptual_loss
-from videogen.training.distributed import DistInfo, barrier, distributed_session
+from videogen.training.distributed import DistInfo, barrier, distributed_session, run_on_main
 from videogen.training.tokenizer_config import TokenizerTrainingConfig, load_training_config
 from videogen.training.tokenizer_eval import HeldOutEvaluator, check_eval_data
 from videogen.training.tokenizer_step import SHOWN, TokenizerStep
@@ -247,8 +247,6 @@ def main(config_path: str | None, overrides: list[str]) -> int:
     started = time.time()
     cfg = load_training_config(config_path, list(overrides))
     with distributed_session() as dist:
-        if dist.is_main:
-            prepare_data(cfg.data)  # the sample data, generated on first use
-        barrier()
+        run_on_main(lambda: prepare_data(cfg.data), "make the sample data")  # generated on first use
         check_eval_data(cfg)
         return train(cfg, dist, started)

@@ -25,7 +25,7 @@ from videogen.data.token_cache import TokenCacheConfig, build_token_cache
 from videogen.data.token_dataset import TokenDataset
 from videogen.data.token_shards import TokenCacheError, read_index
 from videogen.errors import UserError
-from videogen.training.distributed import DistInfo, any_rank, barrier
+from videogen.training.distributed import run_on_main
 from videogen.training.transformer_config import IMAGE_TASK, TransformerTrainingConfig
 
 DEFAULT_TOKENIZER = "runs/tokenizer-default/export"
@@ -165,46 +165,40 @@ def clip_subset(cfg: TransformerTrainingConfig, source: str, out_dir: Path, limi
 
 def prepare_caches(
     cfg: TransformerTrainingConfig,
-    dist: DistInfo,
     tokenizer: Path,
     train: Path,
     val: Path | None,
     images: Path | None = None,
 ) -> None:
-    """Rank 0 makes the sample data (if ``data`` points there) and the caches; every rank waits.
+    """Rank 0 makes the sample data (if ``data`` points there) and the caches; every rank waits as long as
+    that takes (``run_on_main``: not on the default group, whose timeout a large cache would outlast).
 
     A failure on rank 0 is raised there and reported on the others, so no rank waits forever.
     """
-    error: BaseException | None = None
-    if dist.is_main:
-        try:
-            prepare_data(cfg.data)
-            clips = Path(cfg.run.root) / cfg.run.name / "clips"
-            ensure_cache(
-                cfg,
-                tokenizer,
-                clip_subset(cfg, cfg.data.train, clips / "train", cfg.tokenize.max_clips),
-                train,
-                bool(cfg.cache),
-            )
-            if val is not None:
-                manifest = clip_subset(cfg, cfg.data.val, clips / "val", held_out_clips(cfg))
-                ensure_cache(cfg, tokenizer, manifest, val, bool(cfg.val_cache), held_out=True)
-            if images is not None:
-                if not cfg.data.image_data and _complete(images) is None:
-                    raise UserError(
-                        f"image cache '{images}' is not complete and data.image_data names no images to "
-                        "make it from; set data.image_data or image_cache=none"
-                    )
-                given = bool(cfg.image_cache)
-                ensure_cache(cfg, tokenizer, str(cfg.data.image_data), images, given, images=True)
-        except BaseException as e:  # re-raised below, after the other ranks heard of it
-            error = e
-    if any_rank(error is not None, dist.device):
-        if error is not None:
-            raise error
-        raise UserError("rank 0 could not prepare the token cache (see its message)")
-    barrier()
+
+    def make() -> None:
+        prepare_data(cfg.data)
+        clips = Path(cfg.run.root) / cfg.run.name / "clips"
+        ensure_cache(
+            cfg,
+            tokenizer,
+            clip_subset(cfg, cfg.data.train, clips / "train", cfg.tokenize.max_clips),
+            train,
+            bool(cfg.cache),
+        )
+        if val is not None:
+            manifest = clip_subset(cfg, cfg.data.val, clips / "val", held_out_clips(cfg))
+            ensure_cache(cfg, tokenizer, manifest, val, bool(cfg.val_cache), held_out=True)
+        if images is not None:
+            if not cfg.data.image_data and _complete(images) is None:
+                raise UserError(
+                    f"image cache '{images}' is not complete and data.image_data names no images to "
+                    "make it from; set data.image_data or image_cache=none"
+                )
+            given = bool(cfg.image_cache)
+            ensure_cache(cfg, tokenizer, str(cfg.data.image_data), images, given, images=True)
+
+    run_on_main(make, "prepare the token cache")
 
 
 def fill_model_config(cfg: TransformerTrainingConfig, train: TokenDataset, val: TokenDataset | None) -> None:

@@ -244,7 +244,7 @@ def train(cfg: TransformerTrainingConfig, dist: DistInfo, started: float) -> int
     tokenizer = require_tokenizer(cfg.tokenizer)
     train_cache, val_cache = cache_paths(cfg, run_dir)
     image_cache = image_cache_path(cfg, run_dir)
-    prepare_caches(cfg, dist, tokenizer, train_cache, val_cache, image_cache)
+    prepare_caches(cfg, tokenizer, train_cache, val_cache, image_cache)
     # what the export will record, read now (rank 0 just made the caches from these same files)
     identity = tokenizer_identity(tokenizer) if dist.is_main else None
     fps = training_fps(cfg) if dist.is_main else None
