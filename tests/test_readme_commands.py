@@ -1,0 +1,108 @@
+"""Every ``./run.sh`` line of the README is one the CLI accepts, so an example cannot drift from it.
+
+The command lines are read from the README itself (fenced blocks and inline code): each one is parsed by
+the parser of its command (options that do not exist, a missing argument, an override before an
+option), ``train`` lines also load their config with their overrides (unknown keys, bad values, a
+config file that is not there), ``bench`` lines name a benchmark that exists, and run.sh's own launcher
+flags (``--num-gpus N`` ...) are the ones run.sh hands to the launcher. Running the examples is left to
+the tests of each command (they need trained exports and data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from videogen import cli
+from videogen.commands import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+LAUNCHER_FLAGS = ("--num-gpus", "--num-nodes", "--hostfile", "--master-port", "--master-addr")
+
+
+def readme_commands() -> list[str]:
+    """The ``./run.sh ...`` command lines of the README: lines of fenced blocks and inline code spans."""
+    text = README.read_text()
+    found: list[str] = []
+    in_block = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_block = not in_block
+            continue
+        if in_block:
+            if line.startswith("./run.sh"):
+                found.append(line.split(" #")[0].strip())
+            continue
+        found += [m.strip() for m in re.findall(r"`(\./run\.sh[^`]*)`", line)]
+    return [line for line in dict.fromkeys(found) if "..." not in line]  # "train ... --num-gpus N": a pattern
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_has_examples_of_every_command():
+    named = {shlex.split(line)[1] for line in COMMANDS if len(shlex.split(line)) > 1}
+    assert set(cli.COMMANDS) | {"setup", "test"} <= named, sorted(named)
+
+
+def strip_launcher_flags(words: list[str]) -> list[str]:
+    out, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in LAUNCHER_FLAGS:
+            skip = True
+        elif not word.startswith(tuple(f"{flag}=" for flag in LAUNCHER_FLAGS)):
+            out.append(word)
+    return out
+
+
+def parse(words: list[str]) -> argparse.Namespace:
+    """What ``cli.main`` does before running: the command's own parser on its arguments."""
+    command = words[0]
+    assert command in cli.COMMANDS, f"unknown command {command!r}"
+    module = importlib.import_module(f"videogen.commands.{cli.COMMANDS[command][0]}")
+    parser = argparse.ArgumentParser(prog=f"run.sh {command}")
+    module.add_arguments(parser, command)
+    parse_args = (
+        parser.parse_intermixed_args if getattr(module, "INTERMIXED_ARGS", False) else parser.parse_args
+    )
+    try:
+        return parse_args(words[1:])
+    except SystemExit:
+        pytest.fail(f"the CLI refuses the README's line: ./run.sh {shlex.join(words)}")
+
+
+def load_train_config(args: argparse.Namespace) -> None:
+    overrides = list(args.overrides) + ([f"train.checkpoint.resume={args.resume}"] if args.resume else [])
+    if args.what == "tokenizer":
+        from videogen.training.tokenizer_config import load_training_config
+    else:
+        from videogen.training.transformer_config import load_training_config
+    config = args.config or ROOT / "configs" / args.what / "default.yaml"
+    assert Path(ROOT / config).is_file(), f"config {config} is not in the repository"
+    load_training_config(ROOT / config, overrides)
+
+
+@pytest.mark.parametrize("line", COMMANDS)
+def test_a_readme_command_line_is_accepted(line: str):
+    words = shlex.split(line)[1:]
+    assert words, line
+    if words[0] in ("setup", "test"):  # run.sh's own: setup takes nothing, test hands pytest its arguments
+        assert words[0] == "test" or len(words) == 1, line
+        return
+    run_sh = (ROOT / "run.sh").read_text()
+    for flag in LAUNCHER_FLAGS:
+        if flag in words:
+            assert flag in run_sh, f"run.sh does not hand {flag} to the launcher"
+    args = parse(strip_launcher_flags(words))
+    if words[0] == "train":
+        load_train_config(args)
+    if words[0] == "bench":
+        assert args.name in bench.available(), f"no benchmark {args.name!r} ({line})"
