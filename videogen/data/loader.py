@@ -51,7 +51,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_init(worker_id: int) -> None:
+def worker_init(worker_id: int) -> None:
+    """Every DataLoader worker of the project (training batches and the token cache's tokenizer inputs)."""
     # The main process turns SIGINT/SIGTERM into checkpoint-then-stop; workers must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -114,7 +115,7 @@ class EpochDataLoader(DataLoader):
     def __init__(self, dataset: Dataset, **kwargs: Any) -> None:
         if kwargs.get("num_workers", 0) > 0:  # workers never wait forever, and never outlive their process
             kwargs["timeout"] = kwargs.get("timeout") or DEFAULT_TIMEOUT_S
-            kwargs["worker_init_fn"] = kwargs.get("worker_init_fn") or _worker_init
+            kwargs["worker_init_fn"] = kwargs.get("worker_init_fn") or worker_init
         super().__init__(dataset, **kwargs)
 
     def __iter__(self) -> Iterator[dict]:
@@ -294,7 +295,7 @@ def build_loader(
         persistent_workers=False,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
         timeout=cfg.timeout_s if workers > 0 else 0,
-        worker_init_fn=_worker_init if workers > 0 else None,
+        worker_init_fn=worker_init if workers > 0 else None,
         pin_memory=torch.cuda.is_available(),
     )
     return loader, sampler

@@ -39,13 +39,13 @@ from tqdm import tqdm
 from videogen.config import check
 from videogen.data.config import DataConfig
 from videogen.data.failures import DataError
+from videogen.data.loader import worker_init
 from videogen.data.token_inputs import (
     ClipWindows,
     TaskPlan,
     encode_batch,
     plan_tasks,
     select_clips,
-    worker_init,
 )
 from videogen.data.token_shards import (
     FORMAT,

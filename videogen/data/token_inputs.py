@@ -208,10 +208,6 @@ class ClipWindows(Dataset):
             return {"unit": unit, "video": video, "ok": False, "error": str(e) or type(e).__name__}
 
 
-def worker_init(worker_id: int) -> None:
-    torch.set_num_threads(1)
-
-
 def select_clips(
     manifest_path: Path, cfg: TokenCacheConfig
 ) -> tuple[VideoClipDataset | ImageItems, np.ndarray, dict]:

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from videogen.demo.budget import Clock, DemoState, format_duration
+from videogen.demo.budget import Clock, DemoState
 from videogen.demo.config import DemoConfig, load_demo_config
 from videogen.demo.training import DemoInterrupted
+from videogen.training.logger import format_duration
 
 
 def run_demo(out: str | Path, cfg: DemoConfig, log: Callable[[str], Any] = print) -> Path:

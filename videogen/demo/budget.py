@@ -69,14 +69,6 @@ def plan_steps(done: int, rate: float, startup_s: float, seconds_left: float, ma
     return max(done, min(cap, done + max(0, more)))
 
 
-def format_duration(seconds: float) -> str:
-    """``754.2`` -> ``"12m34s"``; ``42.0`` -> ``"42s"``; ``3.2`` -> ``"3.2s"``."""
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 class DemoState:
     """``<out>/demo.json``: ``{"fingerprint": ..., "stages": {name: {"done": bool, "seconds": float, ...}}}``.
 

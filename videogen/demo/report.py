@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from videogen.demo.budget import format_duration
+from videogen.training.logger import format_duration
 
 USES = (
     ("predict", "Frame prediction", "The first {c} frames of a held-out clip condition the next {p}"),

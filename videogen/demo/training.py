@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videogen.demo.budget import Clock, DemoState, format_duration, plan_steps, seconds_per_step
+from videogen.demo.budget import Clock, DemoState, plan_steps, seconds_per_step
 from videogen.demo.config import CONFIG_DIR, BudgetConfig
 from videogen.errors import UserError
 from videogen.training.checkpoint import CheckpointManager, read_meta
+from videogen.training.logger import format_duration
 
 REPO_ROOT = CONFIG_DIR.parents[1]
 

@@ -23,6 +23,14 @@ from tqdm import tqdm
 from videogen.training.distributed import all_reduce_
 
 
+def format_duration(seconds: float) -> str:
+    """``754.2`` -> ``"12m34s"``; ``42.0`` -> ``"42s"``; ``3.2`` -> ``"3.2s"``."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 class MetricAverager:
     """Sums scalar metrics on device (no host sync per step); :meth:`reduce` averages over steps and ranks."""
 

@@ -33,16 +33,11 @@ from videogen.tokenizer.inflate import inflate_image_to_video
 from videogen.tokenizer.losses import LeCam
 from videogen.tokenizer.perceptual import build_perceptual_loss
 from videogen.training.distributed import DistInfo, barrier, distributed_session, run_on_main
+from videogen.training.logger import format_duration
 from videogen.training.tokenizer_config import TokenizerTrainingConfig, load_training_config
 from videogen.training.tokenizer_eval import HeldOutEvaluator, check_eval_data
 from videogen.training.tokenizer_step import SHOWN, TokenizerStep
 from videogen.training.trainer import Trainer
-
-
-def format_duration(seconds: float) -> str:
-    """``754.2`` -> ``"12m34s"``; ``42.0`` -> ``"42s"``."""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def generator_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
