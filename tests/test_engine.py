@@ -97,6 +97,26 @@ def test_lr_schedule_warmup_then_cosine_to_floor():
     assert linear(5) == pytest.approx(0.5)
 
 
+def test_lr_cooldown_falls_linearly_to_the_floor_over_the_last_steps():
+    """Warmup-stable-decay: constant after warmup, then the last cooldown_steps fall linearly to the floor;
+    on a cosine schedule the cooldown starts from the cosine's value there."""
+    wsd = lr_multiplier(
+        ScheduleConfig(kind="constant", warmup_steps=10, min_lr_ratio=0.01, cooldown_steps=100),
+        max_steps=1000,
+    )
+    assert wsd(9) == pytest.approx(1.0) and wsd(899) == pytest.approx(1.0) and wsd(900) == pytest.approx(1.0)
+    assert wsd(950) == pytest.approx(0.505)  # half way down
+    assert wsd(1000) == pytest.approx(0.01) and wsd(2000) == pytest.approx(0.01)
+    tail = [wsd(s) for s in range(900, 1001)]
+    assert all(a > b for a, b in zip(tail, tail[1:]))
+    cosine = ScheduleConfig(kind="cosine", warmup_steps=0, min_lr_ratio=0.0, cooldown_steps=50)
+    plain = lr_multiplier(ScheduleConfig(kind="cosine", warmup_steps=0, min_lr_ratio=0.0), max_steps=100)
+    cooled = lr_multiplier(cosine, max_steps=100)
+    assert [cooled(s) for s in range(51)] == [plain(s) for s in range(51)]
+    assert cooled(75) == pytest.approx(plain(50) / 2)
+    assert lr_multiplier(ScheduleConfig(kind="constant"), max_steps=10)(9) == 1.0  # no cooldown by default
+
+
 # ----------------------------------------------------------------------------- EMA, data, export, logging
 
 

@@ -80,6 +80,7 @@ class ScheduleConfig:
     warmup_steps: int = 0
     decay_steps: int | None = None  # steps from the end of warmup to the floor; None = until max_steps
     min_lr_ratio: float = 0.01  # floor as a fraction of the peak lr
+    cooldown_steps: int = 0  # the last N steps of the run fall linearly to the floor (with constant: WSD)
 
     def validate(self) -> None:
         check(
@@ -93,6 +94,7 @@ class ScheduleConfig:
             "use >= 1 or null",
         )
         check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+        check(self.cooldown_steps >= 0, "cooldown_steps", self.cooldown_steps, "must be >= 0")
 
 
 @dataclass

@@ -21,15 +21,26 @@ class LRMultiplier:
 
     Warmup: ``(step + 1) / warmup_steps`` (the first update already has a non-zero lr).
     Decay over ``decay_steps`` after warmup: cosine ``floor + (1 - floor) * (1 + cos(pi * p)) / 2`` or
-    linear ``1 - (1 - floor) * p`` with progress ``p`` in [0, 1]; then the floor.
+    linear ``1 - (1 - floor) * p`` with progress ``p`` in [0, 1]; then the floor. Cooldown: from step
+    ``cooldown_start`` on, the factor falls linearly from its value there to the floor at ``total_steps``
+    (with ``constant``: warmup-stable-decay).
     """
 
     kind: str
     warmup_steps: int
     decay_steps: int
     min_lr_ratio: float
+    cooldown_start: int | None = None
+    total_steps: int = 0
 
     def __call__(self, step: int) -> float:
+        start = self.cooldown_start
+        if start is None or step < start:
+            return self._base(step)
+        progress = min(1.0, (step - start) / max(1, self.total_steps - start))
+        return self._base(start) + (self.min_lr_ratio - self._base(start)) * progress
+
+    def _base(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         if self.kind == "constant":
@@ -44,7 +55,8 @@ class LRMultiplier:
 def lr_multiplier(cfg: ScheduleConfig, max_steps: int) -> LRMultiplier:
     """The multiplier for a run of ``max_steps`` optimizer steps (decay until the end unless set)."""
     decay = cfg.decay_steps if cfg.decay_steps is not None else max(1, max_steps - cfg.warmup_steps)
-    return LRMultiplier(cfg.kind, cfg.warmup_steps, decay, cfg.min_lr_ratio)
+    cooldown = max(0, max_steps - cfg.cooldown_steps) if cfg.cooldown_steps else None
+    return LRMultiplier(cfg.kind, cfg.warmup_steps, decay, cfg.min_lr_ratio, cooldown, max_steps)
 
 
 def scheduler_factory(cfg: ScheduleConfig, max_steps: int):
