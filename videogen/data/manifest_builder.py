@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import multiprocessing
 import os
 import re
 from collections.abc import Callable
@@ -19,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from videogen.data.failures import DataError
 from videogen.data.manifest import Kind, Manifest, make_manifest, read_manifest, write_classes, write_manifest
 from videogen.errors import UserError
+from videogen.parallel import map_unordered
 from videogen.video_io import VideoDecodeError, VideoInfo, probe_video, read_image
 
 logger = logging.getLogger("videogen.data")
@@ -126,29 +124,11 @@ def _probe_one(task: tuple[int, str, str, str]) -> tuple[int, VideoInfo | None, 
 def probe_files(
     files: list[Path], kind: Kind = "video", backend: str = "decord", workers: int = 2, desc: str = "probing"
 ) -> list[VideoInfo | str]:
-    """Decode every file once (in ``workers`` forked processes); per file its info or why it failed."""
+    """Decode every file once (in ``workers`` processes); per file its info or why it failed."""
     tasks = [(i, str(f), kind, backend) for i, f in enumerate(files)]
     results: list[Any] = [None] * len(files)
-    bar = tqdm(total=len(tasks), desc=desc, unit="file", dynamic_ncols=True, leave=False)
-    if workers <= 1 or len(tasks) <= 1:
-        outcomes = map(_probe_one, tasks)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(tasks)))
-        outcomes = pool.imap_unordered(_probe_one, tasks, chunksize=4)
-    try:
-        for index, info, reason in outcomes:
-            results[index] = info if info is not None else reason
-            bar.update()
-    except BaseException:
-        if pool is not None:
-            pool.terminate()
-        raise
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
+    for index, info, reason in map_unordered(_probe_one, tasks, workers, desc=desc, leave=False):
+        results[index] = info if info is not None else reason
     return results
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -31,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from videogen.data.config import DEFAULT_SAMPLE_DIR
 from videogen.data.manifest import CLASSES_FILE, write_manifest
@@ -48,6 +46,7 @@ from videogen.data.real_content import (
 )
 from videogen.data.transforms import resize_short_side
 from videogen.errors import UserError
+from videogen.parallel import map_unordered
 from videogen.video_io import probe_video, read_video, write_image, write_video
 
 STAMP_FILE = "sample.json"
@@ -254,29 +253,8 @@ def _generate(root: Path, params: SampleParams, workers: int) -> None:
     tasks = sorted((t for tasks in plan.values() for t in tasks), key=lambda t: t[0] != "reencode")
     for folder in {(root / t[1]).parent for t in tasks}:
         folder.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict] = {}
     run = functools.partial(_run, root=root, params=params)
-    pool = None
-    bar = tqdm(total=len(tasks), desc="sample data", unit="file", dynamic_ncols=True)
-    try:
-        if workers <= 1:
-            outcomes = map(run, tasks)
-        else:
-            # one thread each: a forked OpenMP pool hangs once the parent has run parallel torch ops
-            pool = multiprocessing.get_context("fork").Pool(workers, torch.set_num_threads, (1,))
-            outcomes = pool.imap_unordered(run, tasks, chunksize=4)
-        for name, row in outcomes:
-            results[name] = row
-            bar.update()
-    except BaseException:
-        if pool is not None:
-            pool.terminate()
-        raise
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
+    results = dict(map_unordered(run, tasks, workers, desc="sample data"))
     if "real_train.jsonl" in plan:
         plan["train_mixed.jsonl"] = plan["train.jsonl"] + plan["real_train.jsonl"]
     for manifest, manifest_tasks in plan.items():
