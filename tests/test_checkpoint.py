@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from videogen import atomic
 from videogen.config import from_dict
 from videogen.errors import UserError
 from videogen.training import (
@@ -293,19 +294,21 @@ def died_at(root: Path, moment: str, step: int, *args: str) -> None:
 
 @pytest.mark.slow
 def test_a_kill_between_the_checkpoint_rename_and_latest_resumes_from_the_new_checkpoint(tmp_path):
-    """Killed after ``step_4`` was renamed into place and before ``latest`` named it (``latest.tmp``
-    written): the resume starts at step 4, not at step 2, and no ``latest.tmp`` is left."""
+    """Killed after ``step_4`` was renamed into place and before ``latest`` named it (its temporary
+    file written): the resume starts at step 4, not at step 2, and no temporary file of ``latest`` is left."""
     died_at(tmp_path, "latest", 4, "--max-steps", "100", "--every", "2")
     checkpoints = tmp_path / "toy" / "checkpoints"
     assert (checkpoints / "latest").read_text().strip() == "step_00000002"  # the state the kill left
-    assert (checkpoints / "latest.tmp").is_file() and (checkpoints / "step_00000004" / "meta.json").is_file()
+    assert (
+        atomic.leftovers(checkpoints / "latest") and (checkpoints / "step_00000004" / "meta.json").is_file()
+    )
 
     resumed = toy_process(tmp_path, "--max-steps", "4", "--every", "2")
     stdout, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr[-2000:]
     assert result_of(stdout) == {"start": 4, "step": 4, "nonfinite": 0}
     assert (checkpoints / "latest").read_text().strip() == "step_00000004"
-    assert not (checkpoints / "latest.tmp").exists()
+    assert not atomic.leftovers(checkpoints / "latest")
 
 
 @pytest.mark.slow

@@ -17,11 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from videogen.atomic import write_json
 from videogen.commands.infer import add_sampling_arguments, check_counts, sampling_arguments
 from videogen.data.config import DEFAULT_SAMPLE_DIR
 from videogen.errors import UserError
 from videogen.inference.exports import resolve_export
-from videogen.inference.output import check_writable, write_json
+from videogen.inference.output import check_writable
 
 DEFAULT_DATA = f"{DEFAULT_SAMPLE_DIR}/val.jsonl"
 DEFAULT_CLASSIFIER_DATA = f"{DEFAULT_SAMPLE_DIR}/train.jsonl"
@@ -113,7 +114,7 @@ def run_tokenizer(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     result["tokenizer"].update(export=str(export), data=str(args.data))
-    out = write_json(out, result)
+    out = write_json(out, result, indent=2)
     print(format_tokenizer_table(result))
     print(f"wrote {out}")
     return 0
@@ -171,7 +172,7 @@ def run_transformer(args: argparse.Namespace) -> int:
     result["transformer_eval"].update(
         tokenizer=str(tokenizer_dir), transformer=str(transformer_dir), data=str(args.data)
     )
-    out = write_json(out, result)
+    out = write_json(out, result, indent=2)
     print(format_transformer_table(result))
     print(f"wrote {out}")
     return 0

@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from videogen import atomic
 from videogen.data.failures import DataError
 
 CLASSES_FILE = "classes.json"
@@ -129,9 +130,7 @@ def write_classes(folder: str | Path, names: Iterable[str]) -> list[str]:
     """
     existing = read_classes(folder) or []
     merged = existing + sorted(set(names) - set(existing), key=_natural_key)
-    path = Path(folder) / CLASSES_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(merged, indent=1) + "\n")
+    atomic.write_json(Path(folder) / CLASSES_FILE, merged)
     return merged
 
 
@@ -140,11 +139,9 @@ def _natural_key(name: str) -> tuple:
 
 
 def write_manifest(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write rows (dicts with the manifest keys) as JSONL; returns the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write rows (dicts with the manifest keys) as JSONL, atomically; returns the number written."""
     count = 0
-    with open(path, "w") as f:
+    with atomic.replacing(path) as tmp, open(tmp, "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
             count += 1

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from videogen import atomic
 from videogen.config import check
 from videogen.data.config import DataConfig
 from videogen.data.failures import DataError
@@ -58,11 +59,9 @@ from videogen.data.token_shards import (
     file_sha256,
     fingerprint,
     prepare_out,
-    save_npy_atomic,
     shard_name,
     token_dtype,
     tokenizer_config_hash,
-    write_json_atomic,
     write_shard,
 )
 from videogen.data.video_dataset import VideoClipDataset
@@ -349,7 +348,8 @@ def build_token_cache(
     settings = cache_settings(tokenizer, tokenizer_dir, manifest, cfg, plans, len(clips))
     prepare_out(out, settings, overwrite)
     for plan in plans:
-        save_npy_atomic(out / MASKS_DIR / f"{plan.name}.npy", plan.mask)
+        with atomic.replacing(out / MASKS_DIR / f"{plan.name}.npy", durable=True) as tmp:
+            np.save(tmp, plan.mask)
 
     size, num_units = cfg.shard_size, settings["num_units"]
     bounds = [(a, min(a + size, num_units)) for a in range(0, num_units, size)]
@@ -381,7 +381,7 @@ def build_token_cache(
         "failed": failed[:MAX_LISTED_FAILURES],
         "shards": shards,
     }
-    write_json_atomic(out / INDEX_FILE, index)
+    atomic.write_json(out / INDEX_FILE, index, durable=True)
     return TokenCacheSummary(
         out, num_items, len(bounds), len(pending), len(bounds) - len(pending), len(failed)
     )

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from videogen import atomic
 from videogen.config import from_dict, read_yaml, to_dict
 from videogen.errors import UserError
 
@@ -96,30 +97,6 @@ def read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    fsync(tmp)
-    os.replace(tmp, path)
-
-
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary file next to ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-    np.save(tmp, array)
-    fsync(tmp)
-    os.replace(tmp, path)
-
-
 def flatten(data: Mapping, prefix: str = "") -> dict:
     """Nested dict -> {"a.b": value}."""
     flat = {}
@@ -164,11 +141,10 @@ def write_shard(shards_dir: Path, shard: int, arrays: Mapping[str, np.ndarray], 
             mapped[...] = data
             mapped.flush()
             del mapped
-            fsync(path)
+            atomic.fsync(path)
             files[path.name] = {"bytes": path.stat().st_size, "crc32": file_crc32(path)}
         meta = {**meta, "files": files}
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-        fsync(tmp / META_FILE)
+        atomic.write_json(tmp / META_FILE, meta, durable=True)
         shutil.rmtree(final, ignore_errors=True)
         commit_shard(tmp, final)
     except BaseException:
@@ -222,7 +198,7 @@ def prepare_out(out: Path, settings: dict, overwrite: bool) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
-    write_json_atomic(out / SETTINGS_FILE, settings)
+    atomic.write_json(out / SETTINGS_FILE, settings, durable=True)
 
 
 def read_index(cache_dir: str | Path) -> dict:

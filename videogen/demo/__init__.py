@@ -23,9 +23,9 @@ from videogen.training.logger import format_duration
 
 def run_demo(out: str | Path, cfg: DemoConfig, log: Callable[[str], Any] = print) -> Path:
     """Run (or finish) the demo into ``out``; returns the path of ``report.md``."""
+    from videogen.atomic import write_json
     from videogen.demo.report import collect_metrics, write_report
     from videogen.demo.stages import STAGES, DemoContext
-    from videogen.inference.output import write_json
 
     out = Path(out)
     clock = Clock(time.time(), cfg.budget.minutes * 60)
@@ -55,7 +55,7 @@ def run_demo(out: str | Path, cfg: DemoConfig, log: Callable[[str], Any] = print
             f"(demo clock {format_duration(clock.elapsed())} of {format_duration(clock.budget_s)})"
         )
     metrics = collect_metrics(out, state.data["stages"], cfg.budget.minutes, clock.elapsed())
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics, indent=2)
     report = write_report(out, metrics, state.data["stages"])
     log(f"[demo] finished in {format_duration(clock.elapsed())}; metrics {out / 'metrics.json'}")
     return report

@@ -9,12 +9,12 @@ its wall time, and a training stage's planned step count (so an interrupted run 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from videogen import atomic
 from videogen.errors import UserError
 
 STATE_FILE = "demo.json"
@@ -113,7 +113,4 @@ class DemoState:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        os.replace(tmp, self.path)
+        atomic.write_json(self.path, self.data)

@@ -267,9 +267,9 @@ def evaluate_stage(ctx: DemoContext) -> dict[str, Any]:
 
     import numpy as np
 
+    from videogen.atomic import write_json
     from videogen.data.manifest import read_manifest
     from videogen.inference.evaluate_prediction import evaluate_frame_prediction, format_prediction_table
-    from videogen.inference.output import write_json
     from videogen.inference.sampling import SamplingOptions
 
     pipe = load_pipeline(ctx)
@@ -293,7 +293,7 @@ def evaluate_stage(ctx: DemoContext) -> dict[str, Any]:
             break
     result = {"frame_prediction": merge_means(parts)}
     result["frame_prediction"]["data"] = str(ctx.val_manifest)
-    write_json(ctx.out / "frame_prediction.json", result)
+    write_json(ctx.out / "frame_prediction.json", result, indent=2)
     ctx.log(format_prediction_table(result))
     return {"file": "frame_prediction.json", "num_clips": result["frame_prediction"]["num_clips"]}
 

@@ -7,14 +7,13 @@ an existing finished output.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from videogen import atomic
 from videogen.errors import UserError
 from videogen.video_io import write_image, write_video
 
@@ -77,27 +76,9 @@ def write_output(path: str | Path, frames: np.ndarray, fps: float | None = None)
     """Write uint8 ``(T, H, W, 3)`` frames: a video for ``.mp4``/``.gif`` (at ``fps``, default 8), the single
     frame for an image suffix. Atomic: temp file, then rename."""
     path = check_output_path(path, len(frames))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
+    with atomic.replacing(path) as tmp:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             write_image(tmp, frames[0])
         else:
             write_video(tmp, frames, fps or DEFAULT_FPS)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write ``data`` as indented JSON, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

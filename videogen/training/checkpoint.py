@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from videogen import atomic
 from videogen.errors import UserError
 from videogen.training.distributed import DistInfo, barrier
 from videogen.training.ema import EMA
@@ -51,28 +52,6 @@ def checkpoint_name(step: int) -> str:
 
 def is_complete(path: Path) -> bool:
     return (path / META_FILE).is_file()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -132,12 +111,13 @@ class CheckpointManager:
 
     def repair(self) -> None:
         """Finish what a killed save left undone (rank 0): ``latest`` names :meth:`latest`, and no
-        ``latest.tmp`` is left behind. Half-written ``.tmp-step_*`` folders go at the next save."""
+        temporary file of ``latest`` is left behind. Half-written ``.tmp-step_*`` folders go at the next save."""
         newest = self.latest()
         pointer = self.root / LATEST_FILE
         if newest is not None and (not pointer.is_file() or pointer.read_text().strip() != newest.name):
-            _write_atomic(pointer, newest.name + "\n")
-        pointer.with_name(pointer.name + ".tmp").unlink(missing_ok=True)
+            atomic.write_text(pointer, newest.name + "\n", durable=True)
+        for leftover in atomic.leftovers(pointer):
+            leftover.unlink(missing_ok=True)
 
     def resolve(self, resume: str) -> Path | None:
         """``"auto"`` -> :meth:`latest` (None when there is none); ``"never"`` -> None; else a path."""
@@ -209,10 +189,10 @@ class CheckpointManager:
             }
             if config is not None:
                 meta["config"] = config
-            _write_atomic(tmp / META_FILE, json.dumps(meta, indent=2) + "\n")
+            atomic.write_json(tmp / META_FILE, meta, indent=2, durable=True)
             os.replace(tmp, final)
-            _fsync_dir(self.root)
-            _write_atomic(self.root / LATEST_FILE, final.name + "\n")
+            atomic.fsync(self.root)
+            atomic.write_text(self.root / LATEST_FILE, final.name + "\n", durable=True)
             self._prune(keep=final)
         barrier()
         return final

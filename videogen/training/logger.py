@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
+from videogen import atomic
 from videogen.training.distributed import all_reduce_
 
 
@@ -119,9 +119,7 @@ class MetricsLogger:
             else:
                 kept.append(line if line.endswith("\n") else line + "\n")
         if dropped:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(kept))
-            os.replace(tmp, path)
+            atomic.write_text(path, "".join(kept))
         self._jsonl = open(path, "a")
         if self._writer is not None:  # events of later steps are purged from what TensorBoard shows
             from torch.utils.tensorboard import SummaryWriter
