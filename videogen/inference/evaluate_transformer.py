@@ -76,6 +76,7 @@ def plan_rows(engine: InferenceEngine, asked: list[str] | None) -> tuple[list[st
     if asked is None:
         rows = [r for r in ROWS if trained.serves(r, r in CLASS_ROWS) and (r in CLIP_ROWS or has_classes)]
         return rows, [r for r in ROWS if r not in rows]
+    not_trained = [r for r in ROWS if not trained.serves(r, r in CLASS_ROWS)]
     rows = []
     for name in asked:
         row = get_task(name).name
@@ -86,7 +87,7 @@ def plan_rows(engine: InferenceEngine, asked: list[str] | None) -> tuple[list[st
             raise UserError(f"{row} is scored per class, but transformer {trained.source} has no classes")
         trained.require(row, row in CLASS_ROWS)
         rows.append(row)
-    return list(dict.fromkeys(rows)), [r for r in ROWS if r not in rows]
+    return list(dict.fromkeys(rows)), not_trained  # rows not asked for are neither
 
 
 def _clip_row(
