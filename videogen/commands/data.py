@@ -1,4 +1,5 @@
-"""``run.sh data sample|manifest``: make the sample data, or build a manifest from a folder of videos."""
+"""``run.sh data sample|manifest|split``: make the sample data, build a manifest from a folder of videos,
+or split a manifest into train.jsonl and test.jsonl."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from videogen.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    actions = parser.add_subparsers(dest="action", required=True, metavar="{sample,manifest}")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{sample,manifest,split}")
 
     sample = actions.add_parser(
         "sample",
@@ -66,10 +67,43 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     manifest.add_argument("--kind", choices=("video", "image"), default="video", help="what the folder holds")
     manifest.add_argument("--split", help="write this split name (e.g. train) into every row")
 
+    split = actions.add_parser(
+        "split",
+        help="split a manifest into train.jsonl and test.jsonl (official lists, or seeded by group)",
+        description="Split MANIFEST into train.jsonl and test.jsonl (the files the shipped configs read). With "
+        "--test-list (and optionally --train-list), a dataset's official lists such as UCF-101's testlist01.txt; "
+        "otherwise whole groups (UCF-101's _gXX_ in the file name by default) go to the test set in a seeded "
+        "order until it holds --test-fraction of the rows, so one recording never sits on both sides.",
+    )
+    split.add_argument("manifest", help="manifest to split (from ./run.sh data manifest)")
+    split.add_argument(
+        "--out-dir", help="folder for train.jsonl and test.jsonl (default: the manifest's folder)"
+    )
+    split.add_argument("--test-list", help="official test list (e.g. ucfTrainTestlist/testlist01.txt)")
+    split.add_argument(
+        "--train-list", help="official train list (with --test-list; default: every other file)"
+    )
+    split.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="seeded split: test share of rows (default: %(default)s)",
+    )
+    split.add_argument(
+        "--seed", type=int, default=0, help="seeded split: order of the groups (default: %(default)s)"
+    )
+    split.add_argument(
+        "--group-pattern",
+        default=None,
+        help=r"seeded split: regex in the file name naming its group (default: UCF-101's '_g(\d+)_')",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "sample":
         return _sample(args)
+    if args.action == "split":
+        return _split(args)
     return _manifest(args)
 
 
@@ -135,5 +169,24 @@ def _manifest(args: argparse.Namespace) -> int:
         )
     except PermissionError as e:
         raise UserError(f"cannot write '{e.filename}' (permission denied); choose another --out") from None
+    print_report(report)
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from videogen.data.split import UCF_GROUP_PATTERN, print_report, split_manifest
+
+    official = args.test_list is not None
+    if official and (args.group_pattern is not None or args.test_fraction is not None):
+        raise UserError("--test-list is an official split: --test-fraction and --group-pattern do not apply")
+    report = split_manifest(
+        args.manifest,
+        out_dir=args.out_dir,
+        test_list=args.test_list,
+        train_list=args.train_list,
+        test_fraction=0.2 if args.test_fraction is None else args.test_fraction,
+        seed=args.seed,
+        group_pattern=args.group_pattern or UCF_GROUP_PATTERN,
+    )
     print_report(report)
     return 0
