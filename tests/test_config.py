@@ -10,6 +10,7 @@ import pytest
 from videogen.config import ConfigError, apply_overrides, check, from_dict, load_config, save_config
 from videogen.data.config import DataConfig
 from videogen.errors import UserError
+from videogen.training.tokenizer_config import load_training_config
 
 
 @dataclass
@@ -52,7 +53,6 @@ def test_dotted_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("override", "key", "shown"),
     [
-        ("data.num_frames=16", "data.num_frames", "16"),
         ("data.num_frames=0", "data.num_frames", "0"),
         ("data.resolution=100", "data.resolution", "100"),
         ("data.frame_stride=0", "data.frame_stride", "0"),
@@ -72,9 +72,14 @@ def test_validation_errors_name_key_and_value(override, key, shown):
     assert isinstance(info.value, UserError) and "\n" not in message
 
 
-def test_one_plus_four_k_message_explains_the_rule():
-    with pytest.raises(ConfigError, match=r"1 \+ 4k"):
-        from_dict(DataConfig, {"num_frames": 12})
+def test_the_frame_rule_comes_from_the_tokenizer_not_the_data_layer():
+    assert from_dict(DataConfig, {"num_frames": 12}).num_frames == 12  # the data layer takes any T >= 1
+    with pytest.raises(ConfigError, match=r"'data.num_frames'.*1 \+ 4k \(1, 5, 9, 13, \.\.\.\)"):
+        load_training_config(None, ["data.num_frames=12"])
+    factor_2 = ["model.temporal_downsample=[true,false]"]  # a tokenizer of temporal factor 2
+    assert load_training_config(None, [*factor_2, "data.num_frames=7"]).data.num_frames == 7
+    with pytest.raises(ConfigError, match=r"1 \+ 2k"):
+        load_training_config(None, [*factor_2, "data.num_frames=8"])
 
 
 def test_unknown_key_suggests_the_close_name():

@@ -13,9 +13,7 @@ import torch
 from videogen.data.clip_index import (
     choose_window,
     fits,
-    is_valid_num_frames,
     source_step,
-    valid_num_frames_at_most,
     window_indices,
     window_span,
 )
@@ -28,19 +26,35 @@ from videogen.data.mixture import JointBatchSampler
 from videogen.data.samplers import ResumableSampler
 from videogen.data.transforms import ClipTransform, crop_offsets, resize_short_side
 from videogen.data.video_dataset import VideoClipDataset
+from videogen.frame_rule import fits_frame_rule, frames_at_most, latent_frames
 from videogen.video_io import write_image
 
 # ----------------------------------------------------------------------------- index math
 
 
 @pytest.mark.parametrize(
-    ("num_frames", "valid"),
-    [(1, True), (5, True), (9, True), (17, True), (33, True), (0, False), (2, False), (16, False)],
+    ("num_frames", "factor", "valid"),
+    [
+        (1, 4, True),
+        (5, 4, True),
+        (9, 4, True),
+        (17, 4, True),
+        (33, 4, True),
+        (0, 4, False),
+        (2, 4, False),
+        (16, 4, False),
+        (7, 2, True),
+        (8, 2, False),
+        (6, 1, True),
+        (0, 1, False),
+    ],
 )
-def test_one_plus_four_k_rule(num_frames, valid):
-    assert is_valid_num_frames(num_frames) is valid
-    assert is_valid_num_frames(valid_num_frames_at_most(max(num_frames, 1)))
-    assert valid_num_frames_at_most(max(num_frames, 1)) <= max(num_frames, 1)
+def test_frame_rule(num_frames, factor, valid):
+    assert fits_frame_rule(num_frames, factor) is valid
+    below = frames_at_most(max(num_frames, 1), factor)
+    assert fits_frame_rule(below, factor) and below <= max(num_frames, 1) < below + factor
+    if valid:
+        assert latent_frames(num_frames, factor) == 1 + (num_frames - 1) // factor
 
 
 @pytest.mark.parametrize(
@@ -139,6 +153,13 @@ def _bad_manifest(tmp_path: Path, video_files, n_good: int = 3) -> Path:
     path = tmp_path / "mixed.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def test_video_dataset_takes_clips_for_any_temporal_factor(video_files):
+    """7 frames = 1 + 2*3 (a temporal factor 2 tokenizer): the data layer assumes no factor."""
+    manifest = make_manifest([str(video_files["good"])], [40], [25.0], [64], [96], [3])
+    data = VideoClipDataset(manifest, num_frames=7, resolution=32, train=False)
+    assert data[0]["video"].shape == (3, 7, 32, 32)
 
 
 def test_video_dataset_items(video_files, frame_index_of):

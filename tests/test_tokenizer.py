@@ -248,7 +248,7 @@ def test_presets_and_overrides():
 @pytest.mark.parametrize(
     ("shape", "message"),
     [
-        ((1, 3, 4, 16, 16), "T = 4 frames; the tokenizer needs T = 1 \\+ 4\\*k \\(1, 5, 9, 13, ...\\)"),
+        ((1, 3, 4, 16, 16), "T = 4 frames; the tokenizer needs T = 1 \\+ 4k \\(1, 5, 9, 13, ...\\)"),
         ((1, 3, 5, 18, 16), "H = 18; it must be a positive multiple of the spatial factor 4"),
         ((1, 3, 5, 16, 6), "W = 6"),
         ((1, 4, 5, 16, 16), "video has 4 channels"),

@@ -27,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         help="comma-separated task names or codes (frame_prediction,interpolation,outpaint_central,... "
         "or FP,FI,OPC,...), or 'all' (default): every task that fits the clip length",
     )
-    parser.add_argument("--num-frames", type=int, default=data.num_frames, help="frames per clip, 1 + 4k")
+    parser.add_argument(
+        "--num-frames",
+        type=int,
+        default=data.num_frames,
+        help="frames per clip, 1 + 4k for a temporal factor 4 tokenizer",
+    )
     parser.add_argument("--resolution", type=int, default=data.resolution, help="square side in pixels")
     parser.add_argument("--frame-stride", type=int, default=1, help="take every n-th source frame")
     parser.add_argument("--target-fps", type=float, default=None, help="resample clips to this frame rate")

@@ -2,8 +2,8 @@
 
 A clip is ``num_frames`` output frames taken from a video every ``step`` source frames, where
 ``step`` is ``frame_stride`` or, with a target rate, ``source_fps / target_fps`` (fractional:
-frame ``i`` of the clip is source frame ``start + floor(i * step)``). ``num_frames`` must be 1 + 4k
-for the causal tokenizer (frame 0 on its own, then groups of 4). Every index returned is below the
+frame ``i`` of the clip is source frame ``start + floor(i * step)``). Any ``num_frames`` >= 1 (the
+tokenizer's frame rule is checked where the tokenizer is known: :mod:`videogen.frame_rule`). Every index returned is below the
 verified frame count of the video: a window that does not fit is ``None`` (skip) or wraps around
 (loop).
 """
@@ -17,16 +17,6 @@ import numpy as np
 
 Position = Literal["random", "center", "start"]
 _EPS = 1e-6  # so that e.g. 3 * (10/3) counts as 10, not 9.999
-
-
-def is_valid_num_frames(num_frames: int) -> bool:
-    """True for 1, 5, 9, 13, 17, ... (1 + 4k)."""
-    return num_frames >= 1 and (num_frames - 1) % 4 == 0
-
-
-def valid_num_frames_at_most(num_frames: int) -> int:
-    """The largest 1 + 4k that is <= ``num_frames`` (>= 1): e.g. 16 -> 13, 17 -> 17."""
-    return 1 + 4 * max(0, (num_frames - 1) // 4)
 
 
 def source_step(fps: float, frame_stride: int = 1, target_fps: float | None = None) -> float:

@@ -78,7 +78,7 @@ class TokenCacheConfig:
 
     tasks: tuple[str, ...] = ("all",)  # task names or codes; "all" = every task that fits the clip length
     kind: Literal["video", "image"] = "video"  # "image": an image manifest, each image a 1-frame clip
-    num_frames: int = 17  # 1 + 4k
+    num_frames: int = 17  # 1 + 4k for a temporal factor 4 tokenizer (checked against the tokenizer)
     resolution: int = 64  # square side: short-side resize, center crop
     frame_stride: int = 1
     target_fps: float | None = None

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from videogen.data.clip_index import choose_window, fits, is_valid_num_frames, source_step
+from videogen.data.clip_index import choose_window, fits, source_step
 from videogen.data.failures import DataError
 from videogen.data.frame_cache import FrameCache
 from videogen.data.manifest import Manifest
@@ -100,8 +100,8 @@ class VideoClipDataset(SubstitutingDataset):
         cache: FrameCache | None = None,
         crop_size: int | None = None,
     ) -> None:
-        if not is_valid_num_frames(num_frames):
-            raise ValueError(f"num_frames must be 1 + 4k, got {num_frames}")
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         manifest = (
             source if isinstance(source, Manifest) else load_manifest(source, "video", probe_workers, backend)
         )

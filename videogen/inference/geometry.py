@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from videogen.errors import UserError
+from videogen.frame_rule import fits_frame_rule, frame_rule, latent_frames
 
 RUN_CONFIG_FILE = "config.yaml"
 
@@ -99,15 +100,15 @@ def resolve_geometry(
     if resolution is None:
         resolution = (max_h * spatial_factor, max_w * spatial_factor)
     height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-    if num_frames < 1 or (num_frames - 1) % temporal_factor:
+    if not fits_frame_rule(num_frames, temporal_factor):
         raise UserError(
-            f"window of {num_frames} frames does not suit the tokenizer: use 1 + {temporal_factor}*k frames"
+            f"window of {num_frames} frames does not suit the tokenizer: use {frame_rule(temporal_factor)} frames"
         )
     if height % spatial_factor or width % spatial_factor or min(height, width) < spatial_factor:
         raise UserError(
             f"frame size {height}x{width} is not a multiple of the tokenizer's spatial factor {spatial_factor}"
         )
-    grid = (1 + (num_frames - 1) // temporal_factor, height // spatial_factor, width // spatial_factor)
+    grid = (latent_frames(num_frames, temporal_factor), height // spatial_factor, width // spatial_factor)
     if grid[0] > max_t or grid[1] > max_h or grid[2] > max_w:
         raise UserError(
             f"{num_frames} frames of {height}x{width} give a {grid[0]}x{grid[1]}x{grid[2]} token grid, larger "

@@ -5,16 +5,11 @@ from __future__ import annotations
 import torch
 
 from videogen.errors import UserError
+from videogen.frame_rule import fits_frame_rule, frame_rule
 
 
 class VideoShapeError(UserError, ValueError):
     """A video, latent or token tensor has a shape (or values) the tokenizer cannot take."""
-
-
-def allowed_frames(temporal_factor: int) -> str:
-    if temporal_factor == 1:
-        return "any T >= 1"
-    return ", ".join(str(1 + temporal_factor * k) for k in range(4)) + ", ..."
 
 
 def check_video(video: torch.Tensor, in_channels: int, temporal_factor: int, spatial_factor: int) -> None:
@@ -32,10 +27,9 @@ def check_video(video: torch.Tensor, in_channels: int, temporal_factor: int, spa
             f"video has {c} channels (shape {tuple(video.shape)}); the tokenizer needs {in_channels} "
             "(layout B C T H W)"
         )
-    if t < 1 or (t - 1) % temporal_factor:
+    if not fits_frame_rule(t, temporal_factor):
         raise VideoShapeError(
-            f"video has T = {t} frames; the tokenizer needs T = 1 + {temporal_factor}*k "
-            f"({allowed_frames(temporal_factor)}): trim or pad the clip"
+            f"video has T = {t} frames; the tokenizer needs T = {frame_rule(temporal_factor)}: trim or pad the clip"
         )
     for name, size in (("H", h), ("W", w)):
         if size < 1 or size % spatial_factor:

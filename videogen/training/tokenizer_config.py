@@ -20,6 +20,7 @@ from pathlib import Path
 import videogen
 from videogen.config import ConfigError, apply_overrides, check, deep_merge, from_dict, read_yaml
 from videogen.data.config import DataConfig
+from videogen.frame_rule import fits_frame_rule, frame_rule
 from videogen.tokenizer.config import TokenizerConfig
 from videogen.tokenizer.discriminator import DiscriminatorConfig
 from videogen.training.config import OptimizerConfig, RunConfig, ScheduleConfig, TrainConfig
@@ -233,10 +234,10 @@ class TokenizerTrainingConfig:
     def validate(self) -> None:
         factor = self.model.temporal_factor
         check(
-            self.data.num_frames == 1 or (self.data.num_frames - 1) % factor == 0,
+            fits_frame_rule(self.data.num_frames, factor),
             "data.num_frames",
             self.data.num_frames,
-            f"must be 1 + {factor}k for this model (temporal factor {factor})",
+            f"must be {frame_rule(factor)} for this model (temporal factor {factor})",
         )
         check(
             self.data.resolution % self.model.spatial_factor == 0,
@@ -252,10 +253,10 @@ class TokenizerTrainingConfig:
         )
         frames = self.eval.num_frames
         check(
-            frames is None or (frames - 1) % factor == 0,
+            frames is None or fits_frame_rule(frames, factor),
             "eval.num_frames",
             frames,
-            f"must be 1 + {factor}k for this model (temporal factor {factor})",
+            f"must be {frame_rule(factor)} for this model (temporal factor {factor})",
         )
         check(
             self.eval.kind == "video" or self.data.num_frames == 1,
