@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from videogen.devices import pick_device
 from videogen.errors import UserError
-from videogen.inference.engine import InferenceEngine, Window, check_outpaint_mode, pick_device
+from videogen.inference.engine import InferenceEngine, Window, check_outpaint_mode
 from videogen.inference.exports import check_pair, check_weights
 from videogen.inference.frames import (
     apply_fit,
@@ -52,7 +53,7 @@ from videogen.inference.sampling import SamplingOptions
 from videogen.inference.trained_tasks import TrainedTasks
 from videogen.tokenizer import VideoTokenizer
 from videogen.transformer import CommitTransformer
-from videogen.transformer.tasks import central_box, check_box
+from videogen.transformer.tasks import check_box, outpaint_region
 from videogen.video_io import to_float_video, to_uint8_frames
 
 logger = logging.getLogger("videogen.pipeline")
@@ -356,11 +357,7 @@ class VideoGenPipeline:
         else:
             if mode == "dynamic":
                 raise UserError("outpaint mode 'dynamic' moves its region over time; use placement='keep'")
-            y0, x0, y1, x1 = {
-                "central": central_box(height, width),
-                "vertical": (0, width // 4, height, 3 * width // 4),
-                "horizontal": (height // 4, 0, 3 * height // 4, width),
-            }[mode]
+            y0, x0, y1, x1 = outpaint_region(mode, height, width)
             region, _, out_fps = self._fit(video, fps, "input (known region)", size=(y1 - y0, x1 - x0))
             canvas = np.zeros((len(region), height, width, 3), dtype=np.uint8)
             canvas[:, y0:y1, x0:x1] = region

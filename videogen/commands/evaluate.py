@@ -90,7 +90,7 @@ def _default_out(export_dir: Path, name: str) -> Path:
 
 
 def run_tokenizer(args: argparse.Namespace) -> int:
-    from videogen.inference.engine import pick_device
+    from videogen.devices import pick_device
     from videogen.inference.evaluate_tokenizer import evaluate_tokenizer, format_tokenizer_table
     from videogen.inference.geometry import read_run_data_config
     from videogen.tokenizer import VideoTokenizer

@@ -65,6 +65,7 @@ from videogen.data.token_shards import (
     write_shard,
 )
 from videogen.data.video_dataset import VideoClipDataset
+from videogen.devices import pick_device
 from videogen.errors import UserError
 
 logger = logging.getLogger("videogen.data")
@@ -142,18 +143,6 @@ class TokenCacheSummary:
 
 
 # ----------------------------------------------------------------------------- encoding
-
-
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"device {device!r} is unknown; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {str(device)!r} asked for, but CUDA is not available here; use --device cpu")
-    return device
 
 
 @dataclass
@@ -328,7 +317,7 @@ def build_token_cache(
     cfg = config or TokenCacheConfig()
     cfg.validate()
     tokenizer_dir, manifest, out = Path(tokenizer_dir), Path(manifest), Path(out)
-    device = _pick_device(device)
+    device = pick_device(device)
     tokenizer = VideoTokenizer.from_pretrained(tokenizer_dir).eval()
     try:
         grid = tokenizer.latent_shape(cfg.num_frames, cfg.resolution, cfg.resolution)
