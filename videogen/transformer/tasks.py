@@ -172,6 +172,21 @@ def interpolation(
     return _condition(cond, mask, latent_shape)
 
 
+def outpaint_region(mode: str, height: int, width: int) -> Box:
+    """The kept box ``(y0, x0, y1, x1)`` of a static outpaint mode: "central" (H/4..3H/4 x W/4..3W/4),
+    "vertical" (columns W/4..3W/4, full height), "horizontal" (rows H/4..3H/4, full width)."""
+    boxes = {
+        "central": central_box(height, width),
+        "vertical": (0, width // 4, height, 3 * width // 4),
+        "horizontal": (height // 4, 0, 3 * height // 4, width),
+    }
+    if mode not in boxes:
+        raise UserError(
+            f"outpaint mode {mode!r} is unknown; use central, vertical, horizontal, dynamic or box"
+        )
+    return boxes[mode]
+
+
 def outpaint(
     video: torch.Tensor, latent_shape: tuple[int, int, int], mode: str = "central", box: Box | None = None
 ) -> TaskCondition:
@@ -185,19 +200,7 @@ def outpaint(
     if mode == "dynamic":
         mask = _sliding_mask(video, (0, height))
         return _condition(torch.where(mask.unsqueeze(1), video, HOLE_FILL), mask, latent_shape)
-    boxes = {
-        "central": central_box(height, width),
-        "vertical": (0, width // 4, height, 3 * width // 4),
-        "horizontal": (height // 4, 0, 3 * height // 4, width),
-    }
-    if mode == "box":
-        region = check_box(box, height, width)
-    elif mode in boxes:
-        region = boxes[mode]
-    else:
-        raise UserError(
-            f"outpaint mode {mode!r} is unknown; use central, vertical, horizontal, dynamic or box"
-        )
+    region = check_box(box, height, width) if mode == "box" else outpaint_region(mode, height, width)
     y0, x0, y1, x1 = region
     rows = torch.arange(height, device=video.device).clamp(y0, y1 - 1)
     cols = torch.arange(width, device=video.device).clamp(x0, x1 - 1)
