@@ -37,10 +37,10 @@ from videogen.errors import UserError
 from videogen.tokenizer import TokenizerConfig, VideoTokenizer
 from videogen.tokenizer.discriminator import build_discriminator
 from videogen.tokenizer.losses import LeCam
+from videogen.tokenizer_training.loop import contiguous_parameters
+from videogen.tokenizer_training.step import TokenizerStep
+from videogen.tokenizer_training.training_config import LossConfig, TokenizerTrainConfig
 from videogen.training import RunConfig, Trainer, distributed_session
-from videogen.training.tokenizer_config import LossConfig, TokenizerTrainConfig
-from videogen.training.tokenizer_loop import contiguous_parameters
-from videogen.training.tokenizer_step import TokenizerStep
 from videogen.transformer import CommitTransformer, sample
 from videogen.transformer.masking import commit_loss, prepare_training_inputs
 from videogen.transformer.vocab import TASK_IDS

@@ -6,7 +6,7 @@
 Rows:
 * ``torch``: ``VideoTokenizer`` forward at ``step``, L1 + LFQ loss, backward, ``torch.optim.Adam`` step
   (no DeepSpeed): the floor the loop can reach on this machine.
-* ``loop zero=Z gan=off|on``: :class:`~videogen.training.tokenizer_step.TokenizerStep` on DeepSpeed
+* ``loop zero=Z gan=off|on``: :class:`~videogen.tokenizer_training.step.TokenizerStep` on DeepSpeed
   engines made by :class:`~videogen.training.Trainer` (fp32 on CPU; the generator's EMA update
   included), exactly what ``./run.sh train tokenizer`` runs per micro-batch, minus data loading.
   ``gan=on`` adds the PatchGAN (``--disc-channels``) generator term and discriminator step with LeCam.
@@ -32,10 +32,10 @@ from videogen.data.failures import FailureMonitor
 from videogen.tokenizer import TokenizerConfig, VideoTokenizer
 from videogen.tokenizer.discriminator import build_discriminator
 from videogen.tokenizer.losses import LeCam
+from videogen.tokenizer_training.loop import contiguous_parameters
+from videogen.tokenizer_training.step import TokenizerStep
+from videogen.tokenizer_training.training_config import LossConfig, TokenizerTrainConfig
 from videogen.training import RunConfig, Trainer, distributed_session
-from videogen.training.tokenizer_config import LossConfig, TokenizerTrainConfig
-from videogen.training.tokenizer_loop import contiguous_parameters
-from videogen.training.tokenizer_step import TokenizerStep
 
 
 def _model(args: argparse.Namespace) -> VideoTokenizer:

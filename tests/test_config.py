@@ -10,7 +10,7 @@ import pytest
 from videogen.config import ConfigError, apply_overrides, check, from_dict, load_config, save_config
 from videogen.data.config import DataConfig
 from videogen.errors import UserError
-from videogen.training.tokenizer_config import load_training_config
+from videogen.tokenizer_training.training_config import load_training_config
 
 
 @dataclass

@@ -49,9 +49,9 @@ from torch import nn
 from videogen import cli
 from videogen.errors import UserError
 from videogen.export import export_model, export_pretrained
+from videogen.tokenizer_training.training_config import load_training_config
 from videogen.training.distributed import free_port
 from videogen.training.ema import EMA
-from videogen.training.tokenizer_config import load_training_config
 from videogen.video_io import write_video
 
 
@@ -447,7 +447,7 @@ def test_a_damaged_input_video_is_one_line_without_decoder_noise(models, tmp_pat
 
 
 def test_options_may_follow_the_overrides_of_train(monkeypatch):
-    import videogen.training.tokenizer_loop as loop
+    import videogen.tokenizer_training.loop as loop
 
     seen = {}
     monkeypatch.setattr(

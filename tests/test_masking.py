@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from videogen.errors import UserError
 from videogen.transformer.logits import TokenLogits
+from videogen.transformer.mask_schedules import mask_ratio, scheduled_mask_counts
 from videogen.transformer.masking import (
     cfg_dropout,
     commit_loss,
@@ -19,7 +20,6 @@ from videogen.transformer.masking import (
     sample_tasks,
     task_prefix,
 )
-from videogen.transformer.schedules import mask_ratio, scheduled_mask_counts
 from videogen.transformer.tasks import TASKS
 from videogen.transformer.vocab import MASK_ID, TASK_IDS, UNCOND_TASK_ID
 

@@ -82,9 +82,9 @@ def parse(words: list[str]) -> argparse.Namespace:
 def load_train_config(args: argparse.Namespace) -> None:
     overrides = list(args.overrides) + ([f"train.checkpoint.resume={args.resume}"] if args.resume else [])
     if args.what == "tokenizer":
-        from videogen.training.tokenizer_config import load_training_config
+        from videogen.tokenizer_training.training_config import load_training_config
     else:
-        from videogen.training.transformer_config import load_training_config
+        from videogen.transformer_training.training_config import load_training_config
     config = args.config or ROOT / "configs" / args.what / "default.yaml"
     assert Path(ROOT / config).is_file(), f"config {config} is not in the repository"
     load_training_config(ROOT / config, overrides)

@@ -17,9 +17,9 @@ import pytest
 from fault_helpers import ROOT, child_env, error_line, make_sample, overrides, run_cli, tree_digest
 
 from videogen.errors import UserError
+from videogen.tokenizer_training.training_config import load_training_config
 from videogen.training.distributed import free_port
-from videogen.training.schedule import lr_multiplier
-from videogen.training.tokenizer_config import load_training_config
+from videogen.training.lr_schedule import lr_multiplier
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from videogen.transformer import MASK_ID, CommitTransformer, TokenLogits, sample
+from videogen.transformer.mask_schedules import scheduled_mask_counts
 from videogen.transformer.sampler import guidance_at
-from videogen.transformer.schedules import scheduled_mask_counts
 from videogen.transformer.vocab import TASK_IDS, UNCOND_TASK_ID
 
 GRID = (3, 5, 4, 4)  # B, T', H', W' -> N = 80

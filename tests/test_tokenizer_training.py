@@ -29,7 +29,7 @@ from videogen.data.sample_data import SampleParams, make_sample_data
 from videogen.tokenizer import TokenizerConfig, VideoTokenizer, image_config
 from videogen.tokenizer.inflate import inflate_image_to_video
 from videogen.tokenizer.perceptual import VGG16Features
-from videogen.training.tokenizer_config import (
+from videogen.tokenizer_training.training_config import (
     BUILTIN_DEFAULT,
     DEFAULT_CONFIG,
     TokenizerTrainingConfig,

@@ -12,7 +12,7 @@ import argparse
 import importlib
 
 INTERMIXED_ARGS = True  # `train tokenizer --config x.yaml key=value`: options among the overrides
-LOOPS = {"tokenizer": "videogen.training.tokenizer_loop", "transformer": "videogen.training.transformer_loop"}
+LOOPS = {"tokenizer": "videogen.tokenizer_training.loop", "transformer": "videogen.transformer_training.loop"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:

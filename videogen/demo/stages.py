@@ -82,7 +82,7 @@ def data_ready(ctx: DemoContext) -> bool:
 
 
 def tokenizer_stage(ctx: DemoContext) -> dict[str, Any]:
-    from videogen.training.tokenizer_config import load_training_config
+    from videogen.tokenizer_training.training_config import load_training_config
 
     path, overrides = ctx.cfg.tokenizer.path(), ctx.overrides(TOKENIZER)
     train = load_training_config(path, overrides).train  # checks the config before anything runs
@@ -134,7 +134,7 @@ def tokenizer_metrics(ctx: DemoContext) -> dict[str, Any]:
 
 
 def transformer_stage(ctx: DemoContext) -> dict[str, Any]:
-    from videogen.training.transformer_config import load_training_config
+    from videogen.transformer_training.training_config import load_training_config
 
     path, overrides = ctx.cfg.transformer.path(), ctx.overrides(TRANSFORMER)
     train = load_training_config(path, overrides).train
@@ -166,8 +166,8 @@ def cache_stage(ctx: DemoContext) -> dict[str, Any]:
     """The transformer loop's own first-use step (``prepare_caches``), run ahead so it is timed on its own;
     the loop then finds the caches complete. One process, no process group: its collectives are no-ops."""
     from videogen.data.token_shards import read_index
-    from videogen.training.transformer_config import load_training_config
-    from videogen.training.transformer_data import cache_paths, prepare_caches, require_tokenizer
+    from videogen.transformer_training.data import cache_paths, prepare_caches, require_tokenizer
+    from videogen.transformer_training.training_config import load_training_config
 
     cfg = load_training_config(ctx.cfg.transformer.path(), ctx.overrides(TRANSFORMER))
     train, val = cache_paths(cfg, ctx.run_dir(TRANSFORMER))

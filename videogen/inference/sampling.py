@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from videogen.errors import UserError
+from videogen.transformer.mask_schedules import SCHEDULES
 from videogen.transformer.sampler import GUIDANCE_RAMPS, KEEP_CONDITION
-from videogen.transformer.schedules import SCHEDULES
 
 
 @dataclass(frozen=True)

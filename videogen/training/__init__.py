@@ -16,6 +16,12 @@ from videogen.training.config import (
     TrainConfig,
 )
 from videogen.training.deepspeed_config import build_deepspeed_config, compute_dtype, resolve_precision
+from videogen.training.deepspeed_engine import (
+    apply_activation_checkpointing,
+    create_engine,
+    default_param_groups,
+    to_device,
+)
 from videogen.training.distributed import (
     DistInfo,
     distributed_session,
@@ -23,16 +29,10 @@ from videogen.training.distributed import (
     teardown_distributed,
 )
 from videogen.training.ema import EMA
-from videogen.training.engine import (
-    apply_activation_checkpointing,
-    create_engine,
-    default_param_groups,
-    to_device,
-)
 from videogen.training.guard import NonFiniteGuard, TrainingDivergedError
 from videogen.training.logger import MetricAverager, MetricsLogger, video_grid
-from videogen.training.rng import seed_everything
-from videogen.training.schedule import LRMultiplier, lr_multiplier
+from videogen.training.lr_schedule import LRMultiplier, lr_multiplier
+from videogen.training.rng_state import seed_everything
 from videogen.training.signals import StopSignal
 from videogen.training.trainer import Trainer
 

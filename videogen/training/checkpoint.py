@@ -37,7 +37,7 @@ from videogen.errors import UserError
 from videogen.training.distributed import DistInfo, barrier
 from videogen.training.ema import EMA
 from videogen.training.guard import TrainingDivergedError, all_finite
-from videogen.training.rng import load_rng_state, save_rng_state
+from videogen.training.rng_state import load_rng_state, save_rng_state
 
 META_FILE = "meta.json"
 LATEST_FILE = "latest"

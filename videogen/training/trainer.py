@@ -43,13 +43,13 @@ from videogen.export import export_model, export_pretrained
 from videogen.training.checkpoint import CheckpointManager
 from videogen.training.config import OptimizerConfig, RunConfig, ScheduleConfig, TrainConfig
 from videogen.training.deepspeed_config import compute_dtype, resolve_precision
+from videogen.training.deepspeed_engine import create_engine, to_device
 from videogen.training.distributed import DistInfo, any_rank, barrier, broadcast_
 from videogen.training.ema import EMA
-from videogen.training.engine import create_engine, to_device
 from videogen.training.guard import NonFiniteGuard
 from videogen.training.logger import MetricAverager, MetricsLogger
 from videogen.training.resume import apply_peak_lr, flatten, resume_point
-from videogen.training.rng import seed_everything
+from videogen.training.rng_state import seed_everything
 from videogen.training.signals import StopSignal
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from videogen.transformer.rng import gumbel
+from videogen.transformer.draws import gumbel
 from videogen.transformer.vocab import merge_tokens, split_tokens
 
 

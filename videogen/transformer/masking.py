@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from videogen.errors import UserError
+from videogen.transformer.draws import uniform
 from videogen.transformer.logits import TokenLogits
-from videogen.transformer.rng import uniform
-from videogen.transformer.schedules import mask_ratio, masked_count
+from videogen.transformer.mask_schedules import mask_ratio, masked_count
 from videogen.transformer.tasks import get_task
 from videogen.transformer.vocab import MASK_ID, UNCOND_TASK_ID
 

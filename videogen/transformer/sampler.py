@@ -8,7 +8,7 @@ start and keep their condition tokens (``"fixed"``). Step ``t`` of ``T``:
 2. sample a code at every unknown position (temperature, top-k); known positions keep theirs;
 3. confidence = log-prob of the sampled code (sum over sub-token heads), ``+inf`` at known positions;
 4. the ``c[t]`` lowest of ``confidence + choice_temperature * (1 - (t+1)/T) * Gumbel`` stay masked
-   (``schedules.scheduled_mask_counts``: ``floor(n * gamma((t+1)/T))``, at least one fixed per step,
+   (``mask_schedules.scheduled_mask_counts``: ``floor(n * gamma((t+1)/T))``, at least one fixed per step,
    none left after the last); everything else is fixed for good;
 5. re-masked positions in the condition region get their condition token back, others [MASK].
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from videogen.transformer.draws import gumbel
 from videogen.transformer.logits import TokenLogits
-from videogen.transformer.rng import gumbel
-from videogen.transformer.schedules import scheduled_mask_counts
+from videogen.transformer.mask_schedules import scheduled_mask_counts
 from videogen.transformer.vocab import MASK_ID, UNCOND_TASK_ID
 
 GUIDANCE_RAMPS = ("constant", "linear")

@@ -7,7 +7,7 @@ rank a launcher started:
 * two DeepSpeed engines: the generator (the tokenizer, with an fp32 EMA) and, when
   ``loss.gan.generator_weight > 0``, the discriminator; LeCam EMAs, the data position and the
   failed-file counts go into checkpoints; ``--resume auto`` continues from the newest one;
-* each micro-batch: :class:`~videogen.training.tokenizer_step.TokenizerStep` (reconstruction, LFQ,
+* each micro-batch: :class:`~videogen.tokenizer_training.step.TokenizerStep` (reconstruction, LFQ,
   perceptual, GAN);
 * every ``train.log.eval_every_steps``: held-out PSNR / SSIM / codebook usage with the EMA weights
   (``metrics.jsonl`` and TensorBoard under ``eval/``) and ``samples/step_XXXXXX.{mp4,gif}``;
@@ -32,11 +32,11 @@ from videogen.tokenizer.discriminator import build_discriminator
 from videogen.tokenizer.inflate import inflate_image_to_video
 from videogen.tokenizer.losses import LeCam
 from videogen.tokenizer.perceptual import build_perceptual_loss
+from videogen.tokenizer_training.evaluation import HeldOutEvaluator, check_eval_data
+from videogen.tokenizer_training.step import SHOWN, TokenizerStep
+from videogen.tokenizer_training.training_config import TokenizerTrainingConfig, load_training_config
 from videogen.training.distributed import DistInfo, barrier, distributed_session, run_on_main
 from videogen.training.logger import format_duration
-from videogen.training.tokenizer_config import TokenizerTrainingConfig, load_training_config
-from videogen.training.tokenizer_eval import HeldOutEvaluator, check_eval_data
-from videogen.training.tokenizer_step import SHOWN, TokenizerStep
 from videogen.training.trainer import Trainer
 
 

@@ -33,13 +33,8 @@ from videogen.errors import UserError
 from videogen.export import TokenizerIdentity, TransformerExportInfo, WindowGeometry
 from videogen.training.distributed import DistInfo, distributed_session
 from videogen.training.trainer import Trainer
-from videogen.training.transformer_config import (
-    DEFAULTS,
-    IMAGE_TASK,
-    TransformerTrainingConfig,
-    load_training_config,
-)
-from videogen.training.transformer_data import (
+from videogen.transformer.model import CommitTransformer
+from videogen.transformer_training.data import (
     cache_paths,
     check_image_cache,
     fill_model_config,
@@ -48,15 +43,20 @@ from videogen.training.transformer_data import (
     require_tokenizer,
     training_fps,
 )
-from videogen.training.transformer_samples import SampleVideos
-from videogen.training.transformer_step import (
+from videogen.transformer_training.samples import SampleVideos
+from videogen.transformer_training.step import (
     SHOWN,
     TrainStep,
     evaluate_fixed,
     mean_of,
     transformer_param_groups,
 )
-from videogen.transformer.model import CommitTransformer
+from videogen.transformer_training.training_config import (
+    DEFAULTS,
+    IMAGE_TASK,
+    TransformerTrainingConfig,
+    load_training_config,
+)
 
 DEFAULT_CONFIG = Path(videogen.__file__).resolve().parents[1] / "configs" / "transformer" / "default.yaml"
 

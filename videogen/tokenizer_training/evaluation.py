@@ -26,7 +26,7 @@ from videogen.evaluation import CodebookUsage, psnr, ssim
 from videogen.inference.eval_data import eval_batches
 from videogen.inference.evaluate_tokenizer import evaluate_tokenizer
 from videogen.tokenizer import VideoTokenizer
-from videogen.training.tokenizer_config import TokenizerTrainingConfig
+from videogen.tokenizer_training.training_config import TokenizerTrainingConfig
 from videogen.video_io import side_by_side, to_uint8_frames, write_video
 
 SEPARATOR = 2  # pixels between samples and between input and reconstruction

@@ -15,7 +15,7 @@ from videogen.errors import UserError
 from videogen.training.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from videogen.training.deepspeed_config import build_deepspeed_config
 from videogen.training.distributed import DistInfo
-from videogen.training.schedule import scheduler_factory
+from videogen.training.lr_schedule import scheduler_factory
 
 
 def default_param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

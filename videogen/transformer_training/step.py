@@ -31,7 +31,6 @@ from torch.utils.data import Dataset, default_collate
 from videogen.data.token_dataset import select_task
 from videogen.errors import UserError
 from videogen.training.distributed import all_reduce_
-from videogen.training.transformer_config import IMAGE_TASK, EvalConfig, MaskingConfig
 from videogen.transformer.masking import (
     GROUPS,
     TrainingInputs,
@@ -40,6 +39,7 @@ from videogen.transformer.masking import (
     sample_tasks,
     task_prefix,
 )
+from videogen.transformer_training.training_config import IMAGE_TASK, EvalConfig, MaskingConfig
 
 SHOWN = ("loss", "mask_loss", "mask_acc")  # on the progress bar
 _TASK_STREAM, _MASK_STREAM, _IMAGE_STREAM = 1, 2, 3  # generator streams

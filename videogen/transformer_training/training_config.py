@@ -22,7 +22,7 @@ from videogen.data.config import DataConfig
 from videogen.errors import UserError
 from videogen.training.config import RunConfig, TrainConfig
 from videogen.transformer.config import TransformerConfig
-from videogen.transformer.schedules import SCHEDULES
+from videogen.transformer.mask_schedules import SCHEDULES
 
 IMAGE_TASK = "image_generation"
 """Trained on 1-frame grids: ``tokens[:, :1]`` of the clips (with a causal tokenizer the tokens of frame 0

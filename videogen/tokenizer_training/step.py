@@ -33,8 +33,8 @@ from videogen.tokenizer.losses import (
     reconstruction_loss,
 )
 from videogen.tokenizer.perceptual import PerceptualLoss
+from videogen.tokenizer_training.training_config import LossConfig
 from videogen.training.distributed import world_size
-from videogen.training.tokenizer_config import LossConfig
 from videogen.training.trainer import Trainer
 
 # shown on the progress bar (those present)

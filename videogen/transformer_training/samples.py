@@ -19,9 +19,9 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from videogen.data.token_dataset import select_task
-from videogen.training.transformer_config import IMAGE_TASK, SamplingConfig, canonical_task
 from videogen.transformer.masking import task_prefix
 from videogen.transformer.sampler import sample
+from videogen.transformer_training.training_config import IMAGE_TASK, SamplingConfig, canonical_task
 from videogen.video_io import side_by_side, to_float_video, to_uint8_frames, write_video
 
 DIM = 0.25  # brightness of the pixels outside the condition region in the condition column

@@ -26,7 +26,7 @@ from videogen.data.token_dataset import TokenDataset
 from videogen.data.token_shards import TokenCacheError, read_index
 from videogen.errors import UserError
 from videogen.training.distributed import run_on_main
-from videogen.training.transformer_config import IMAGE_TASK, TransformerTrainingConfig
+from videogen.transformer_training.training_config import IMAGE_TASK, TransformerTrainingConfig
 
 DEFAULT_TOKENIZER = "runs/tokenizer-default/export"
 CLIP_KEYS = ("num_frames", "resolution", "frame_stride", "target_fps")
