@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 import pytest
@@ -104,3 +104,33 @@ def test_yaml_round_trip(tmp_path):
     cfg = load_config(RunConfig, None, ["data.val=null", "data.image_data=imgs", "data.image_ratio=0.25"])
     save_config(cfg, tmp_path / "saved.yaml")
     assert load_config(RunConfig, tmp_path / "saved.yaml") == cfg
+
+
+# ----------------------------------------------------------------------------- defaults and deltas
+
+
+@dataclass
+class Inner:
+    lr: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=lambda: Inner(lr=0.5, betas=(0.9, 0.96)))  # not Inner's own defaults
+    weights: dict[str, float] = field(default_factory=lambda: {"a": 1.0, "b": 1.0})
+    model: ModelSection = field(default_factory=lambda: from_dict(ModelSection, {"preset": "tiny"}))
+
+
+def test_a_section_is_a_delta_over_the_fields_default_not_the_classs():
+    cfg = from_dict(Outer, {"inner": {"lr": 2.0}})
+    assert cfg.inner == Inner(lr=2.0, betas=(0.9, 0.96))  # the field's default betas stay
+    assert from_dict(Outer, {}).inner == Inner(lr=0.5, betas=(0.9, 0.96))
+
+
+def test_a_mapping_replaces_the_default_mapping_and_a_preset_starts_over():
+    assert from_dict(Outer, {"weights": {"a": 2.0}}).weights == {"a": 2.0}  # not merged with "b"
+    tiny = from_dict(Outer, {}).model
+    assert from_dict(Outer, {"model": {"depth": 3}}).model == replace(tiny, depth=3)  # delta over tiny
+    big = from_dict(Outer, {"model": {"preset": "big"}}).model
+    assert big == from_dict(ModelSection, {"preset": "big"})  # a named preset, not a delta over tiny

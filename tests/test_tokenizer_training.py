@@ -30,7 +30,6 @@ from videogen.tokenizer import TokenizerConfig, VideoTokenizer, image_config
 from videogen.tokenizer.inflate import inflate_image_to_video
 from videogen.tokenizer.perceptual import VGG16Features
 from videogen.tokenizer_training.training_config import (
-    BUILTIN_DEFAULT,
     DEFAULT_CONFIG,
     TokenizerTrainingConfig,
     load_training_config,
@@ -292,9 +291,9 @@ def test_missing_init_from_image_exits_2(tmp_path, sample):
     assert code == 2 and "nope" in err and "Traceback" not in err
 
 
-def test_default_config_file_matches_the_builtin_fallback():
-    assert yaml.safe_load(DEFAULT_CONFIG.read_text()) == BUILTIN_DEFAULT
+def test_the_default_run_is_its_yaml_over_the_dataclass_defaults():
     cfg = load_training_config(None, [])
+    assert cfg == load_training_config(DEFAULT_CONFIG, [])
     assert cfg.run.name == "tokenizer-default" and cfg.data.train == "data/sample/train_mixed.jsonl"
     assert cfg.eval.sets == {"real": "data/sample/real_val.jsonl"} and cfg.eval.num_frames == 17
     assert (

@@ -24,7 +24,7 @@ from videogen.export import state_dict_sha256
 from videogen.tokenizer import VideoTokenizer
 from videogen.transformer import CommitTransformer, TransformerConfig
 from videogen.transformer.vocab import MASK_ID, TASK_IDS, UNCOND_TASK_ID
-from videogen.transformer_training.loop import DEFAULT_CONFIG, main
+from videogen.transformer_training.loop import main
 from videogen.transformer_training.step import (
     TrainStep,
     build_inputs,
@@ -32,7 +32,7 @@ from videogen.transformer_training.step import (
     image_batch,
     seeded_generator,
 )
-from videogen.transformer_training.training_config import load_training_config
+from videogen.transformer_training.training_config import DEFAULT_CONFIG, load_training_config
 from videogen.video_io import read_video
 
 FRAMES, RES = 9, 16  # 9 x 16 x 16 clips -> a 3 x 4 x 4 token grid with the tiny tokenizer below

@@ -136,15 +136,45 @@ def _expand_preset(cls: type, data: dict, prefix: str) -> dict:
         raise ConfigError(
             f"config key '{prefix}preset' = {name!r} is not a known preset; choose from {', '.join(presets)}"
         )
-    merged = dict(presets[name])
-    merged.update(data)
+    merged = deep_merge(dict(presets[name]), data)  # a preset's nested sections keep their other keys
     if "preset" not in {f.name for f in dataclasses.fields(cls)}:
         merged.pop("preset")  # the name is kept only where the dataclass records it
     return merged
 
 
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
+
+
+def _over_default(default: Any, value: dict) -> dict:
+    """``value`` (a section given as a mapping) as a delta over ``default`` (the field's default
+    dataclass): nested dataclass sections merge key by key; other values, plain mappings (task
+    weights, ...) included, replace the default's. A section that names a preset starts from it."""
+    if "preset" in value:
+        return value
+    merged = {}
+    for f in dataclasses.fields(default):
+        if not f.init:
+            continue
+        given = value.get(f.name, dataclasses.MISSING)
+        current = getattr(default, f.name)
+        if given is dataclasses.MISSING:
+            merged[f.name] = to_dict(current)
+        elif isinstance(given, dict) and dataclasses.is_dataclass(current):
+            merged[f.name] = _over_default(current, given)
+        else:
+            merged[f.name] = given
+    return {**value, **merged}  # unknown keys stay, to be refused by name
+
+
 def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a plain mapping, checking every key and value."""
+    """Build dataclass ``cls`` from a plain mapping, checking every key and value.
+
+    The dataclass defaults are the defaults and ``data`` is a delta: a section given as a mapping
+    changes only the keys it names of the field's default (which may differ from the section class's
+    own defaults), all the way down; a section that names a ``preset`` starts from that preset."""
     data = _expand_preset(cls, dict(data or {}), prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -152,6 +182,10 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     for key, value in data.items():
         if key not in fields:
             raise _unknown_key(cls, key, prefix)
+        if isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
+            default = _field_default(fields[key])
+            if dataclasses.is_dataclass(default):
+                value = _over_default(default, value)
         kwargs[key] = _coerce(value, hints[key], prefix + key)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
@@ -250,10 +284,20 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> T:
-    """Defaults <- YAML file (optional) <- dotted overrides, checked into dataclass ``cls``."""
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: typing.Iterable[str] = (),
+    default_path: str | Path | None = None,
+) -> T:
+    """The one way a run's config is made: the dataclass defaults of ``cls`` <- a YAML file of deltas
+    (``path``; ``default_path`` when ``path`` is None) <- dotted overrides, checked into ``cls``."""
+    if path is None and default_path is not None:
+        if not Path(default_path).is_file():
+            raise ConfigError(f"default config '{default_path}' is missing; give one with --config FILE")
+        path = default_path
     data = read_yaml(path) if path is not None else {}
-    return from_dict(cls, apply_overrides(data, overrides))
+    return from_dict(cls, apply_overrides(data, list(overrides)))
 
 
 def save_config(obj: Any, path: str | Path) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import videogen
-from videogen.config import apply_overrides, check, from_dict, read_yaml, to_dict
+from videogen.config import check, load_config, to_dict
 from videogen.data.config import DEFAULT_SAMPLE_DIR
 from videogen.data.sample_data import SampleParams
 
@@ -165,8 +165,4 @@ def load_demo_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> DemoConfig:
     """Dataclass defaults <- YAML (``configs/demo/demo.yaml`` when None) <- dotted overrides."""
-    if path is None:
-        data = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
-    else:
-        data = read_yaml(path)
-    return from_dict(DemoConfig, apply_overrides(data, list(overrides)))
+    return load_config(DemoConfig, path, overrides, default_path=DEFAULT_CONFIG)

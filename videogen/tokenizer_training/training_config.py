@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import videogen
-from videogen.config import ConfigError, apply_overrides, check, deep_merge, from_dict, read_yaml
+from videogen.config import check, from_dict, load_config
 from videogen.data.config import DataConfig
 from videogen.frame_rule import fits_frame_rule, frame_rule
 from videogen.tokenizer.config import TokenizerConfig
@@ -27,50 +27,6 @@ from videogen.training.config import OptimizerConfig, RunConfig, ScheduleConfig,
 
 CONFIG_DIR = Path(videogen.__file__).resolve().parents[1] / "configs" / "tokenizer"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-# configs/tokenizer/default.yaml without its comments, for installs without the configs folder (a test
-# keeps the two equal)
-BUILTIN_DEFAULT: dict = {
-    "run": {"name": "tokenizer-default"},
-    "data": {
-        "train": "data/sample/train_mixed.jsonl",
-        "val": "data/sample/val.jsonl",
-        "num_frames": 9,
-        "resolution": 64,
-        "crop_size": 32,
-        "preload": True,
-        "num_workers": 0,
-        "image_source": "clip_frames",
-        "image_ratio": 0.5,
-        "image_batch_size": 32,
-    },
-    "model": {
-        "preset": "tiny",
-        "patch_size": 4,
-        "spatial_downsample": [False, False],
-        "conv": "factorized",
-    },
-    "loss": {
-        "reconstruction": "l2",
-        "gan": {"generator_weight": 0.0},
-    },
-    "train": {
-        "max_steps": 4500,
-        "ema_decay": 0.99,
-        "engine": {"micro_batch_size": 8},
-        "optimizer": {"lr": 1.0e-3, "betas": [0.9, 0.99]},
-        "schedule": {"kind": "constant", "warmup_steps": 50},
-        "checkpoint": {"every_steps": 750, "keep_last": 2},
-        "log": {"every_steps": 50, "eval_every_steps": 2250, "media_every_steps": 0},
-    },
-    "eval": {
-        "num_clips": 40,
-        "num_frames": 17,
-        "batch_size": 8,
-        "num_samples": 4,
-        "sample_fps": 10.0,
-        "sets": {"real": "data/sample/real_val.jsonl"},
-    },
-}
 
 
 @dataclass
@@ -266,33 +222,11 @@ class TokenizerTrainingConfig:
         )
 
 
-def _expand_model_preset(data: dict) -> dict:
-    """``model: {preset: tiny, lfq: {entropy_weight: 0.2}}`` keeps the preset's other ``lfq`` keys (deep merge)."""
-    model = data.get("model")
-    if not isinstance(model, dict) or model.get("preset") is None:
-        return data
-    name = model["preset"]
-    if name not in TokenizerConfig.PRESETS:
-        raise ConfigError(
-            f"config key 'model.preset' = {name!r} is not a known preset; "
-            f"choose from {', '.join(TokenizerConfig.PRESETS)}"
-        )
-    rest = {k: v for k, v in model.items() if k != "preset"}
-    return {**data, "model": deep_merge(dict(TokenizerConfig.PRESETS[name]), rest)}
-
-
 def load_training_config(
     config_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> TokenizerTrainingConfig:
-    """Defaults <- YAML (``configs/tokenizer/default.yaml`` when None; :data:`BUILTIN_DEFAULT` if that
-    file is missing) <- dotted overrides. Bad keys or values raise :class:`~videogen.config.ConfigError`
-    (exit code 2).
-
-    A YAML ``model:`` section should name a ``preset``: keys it leaves out take the dataclass defaults
-    (preset ``B``), not those of the default run."""
-    if config_path is None:
-        data = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else BUILTIN_DEFAULT
-    else:
-        data = read_yaml(config_path)
-    data = _expand_model_preset(apply_overrides(data, overrides))
-    return from_dict(TokenizerTrainingConfig, data)
+    """The dataclass defaults (the reference recipe, preset B) <- a YAML file of deltas
+    (``configs/tokenizer/default.yaml``, the CPU run, when None) <- dotted overrides
+    (:func:`videogen.config.load_config`). Bad keys or values raise :class:`~videogen.config.ConfigError`
+    (exit code 2). A ``model:`` section that names a ``preset`` starts from it, deltas merged key by key."""
+    return load_config(TokenizerTrainingConfig, config_path, overrides, default_path=DEFAULT_CONFIG)

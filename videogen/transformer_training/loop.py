@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import videogen
 from videogen.data.loader import EpochDataLoader
 from videogen.data.samplers import ResumableSampler
 from videogen.data.token_dataset import TokenDataset
@@ -52,14 +51,10 @@ from videogen.transformer_training.step import (
     transformer_param_groups,
 )
 from videogen.transformer_training.training_config import (
-    DEFAULTS,
     IMAGE_TASK,
     TransformerTrainingConfig,
     load_training_config,
 )
-
-DEFAULT_CONFIG = Path(videogen.__file__).resolve().parents[1] / "configs" / "transformer" / "default.yaml"
-
 
 # ----------------------------------------------------------------------------- the run
 
@@ -315,10 +310,10 @@ def train(cfg: TransformerTrainingConfig, dist: DistInfo, started: float) -> int
 def main(config_path: str | None, overrides: list[str]) -> int:
     """Entry point of ``./run.sh train transformer [--config YAML] [key=value ...]``."""
     started = time.time()
-    cfg = load_training_config(config_path or DEFAULT_CONFIG, overrides)
+    cfg = load_training_config(config_path, overrides)
     require_tokenizer(cfg.tokenizer)  # before the (slow) DeepSpeed start
     with distributed_session() as dist:
         return train(cfg, dist, started)
 
 
-__all__ = ["DEFAULTS", "TransformerTrainingConfig", "load_training_config", "main", "train"]
+__all__ = ["TransformerTrainingConfig", "load_training_config", "main", "train"]

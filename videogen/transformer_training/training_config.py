@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from videogen.config import apply_overrides, check, from_dict, read_yaml
+import videogen
+from videogen.config import check, from_dict, load_config
 from videogen.data.config import DataConfig
 from videogen.errors import UserError
 from videogen.training.config import RunConfig, TrainConfig
@@ -178,36 +179,29 @@ class SamplingConfig:
         check(all(f in ("mp4", "gif") for f in self.formats), "formats", self.formats, "use mp4 and/or gif")
 
 
-DEFAULTS: dict = {
-    "run": {"name": "transformer-default"},
-    "model": {"preset": "tiny"},
-    "train": {  # MAGVIT v1's recipe: AdamW (0.9, 0.96), wd 0.045, lr 1e-4, 5k warmup, cosine, clip 1.0
-        "max_steps": 100_000,
-        "ema_decay": 0.999,
-        "optimizer": {"lr": 1e-4, "betas": [0.9, 0.96], "weight_decay": 0.045},
-        "schedule": {"kind": "cosine", "warmup_steps": 5000, "min_lr_ratio": 0.0},
-        "checkpoint": {"every_steps": 2000},
-        "log": {"every_steps": 10, "eval_every_steps": 1000, "media_every_steps": 5000},
-    },
-}
-"""Defaults that differ from the sections' own; a YAML file and overrides are merged over them."""
+DEFAULT_CONFIG = Path(videogen.__file__).resolve().parents[1] / "configs" / "transformer" / "default.yaml"
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def _magvit_train() -> TrainConfig:
+    """MAGVIT v1's recipe: AdamW (0.9, 0.96), wd 0.045, lr 1e-4, 5k warmup, cosine, clip 1.0."""
+    return from_dict(
+        TrainConfig,
+        {
+            "max_steps": 100_000,
+            "ema_decay": 0.999,
+            "optimizer": {"lr": 1e-4, "betas": [0.9, 0.96], "weight_decay": 0.045},
+            "schedule": {"kind": "cosine", "warmup_steps": 5000, "min_lr_ratio": 0.0},
+            "checkpoint": {"every_steps": 2000},
+            "log": {"every_steps": 10, "eval_every_steps": 1000, "media_every_steps": 5000},
+        },
+    )
 
 
 @dataclass
 class TransformerTrainingConfig:
     """The resolved config of one transformer training run (written to ``<run>/config.yaml``)."""
 
-    run: RunConfig = field(default_factory=lambda: from_dict(RunConfig, DEFAULTS["run"]))
+    run: RunConfig = field(default_factory=lambda: RunConfig(name="transformer-default"))
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: str = "runs/tokenizer-default/export"  # a tokenizer export folder
     cache: str | None = None  # train token cache; None = <run>/token_cache (remade if the tokenizer changes)
@@ -216,12 +210,12 @@ class TransformerTrainingConfig:
     # image_generation is trained); "none" = image generation trains on the clips' first frames only
     image_cache: str | None = None
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
-    model: TransformerConfig = field(default_factory=lambda: from_dict(TransformerConfig, DEFAULTS["model"]))
+    model: TransformerConfig = field(default_factory=lambda: from_dict(TransformerConfig, {"preset": "tiny"}))
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     loader_workers: int = 0  # DataLoader processes reading the token cache (memmaps: 0 is usually enough)
-    train: TrainConfig = field(default_factory=lambda: from_dict(TrainConfig, DEFAULTS["train"]))
+    train: TrainConfig = field(default_factory=_magvit_train)
 
     def validate(self) -> None:
         check(self.loader_workers >= 0, "loader_workers", self.loader_workers, "must be >= 0")
@@ -236,9 +230,7 @@ class TransformerTrainingConfig:
 
 
 def load_training_config(path: str | Path | None, overrides: Iterable[str] = ()) -> TransformerTrainingConfig:
-    """:data:`DEFAULTS` <- YAML file (optional) <- dotted overrides, checked into the dataclass.
-
-    ``masking.tasks`` and other mappings given in the file replace the default mapping as a whole.
-    """
-    data = read_yaml(path) if path is not None else {}
-    return from_dict(TransformerTrainingConfig, apply_overrides(_merge(DEFAULTS, data), overrides))
+    """The dataclass defaults <- a YAML file of deltas (``configs/transformer/default.yaml`` when None)
+    <- dotted overrides (:func:`videogen.config.load_config`). ``masking.tasks`` and other mappings
+    given in the file replace the default mapping as a whole."""
+    return load_config(TransformerTrainingConfig, path, overrides, default_path=DEFAULT_CONFIG)
