@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from videogen.collectives import barrier
 from videogen.data.failures import FailureMonitor
 from videogen.data.loader import build_loader, prepare_data
 from videogen.tokenizer import VideoTokenizer
@@ -35,7 +36,7 @@ from videogen.tokenizer.perceptual import build_perceptual_loss
 from videogen.tokenizer_training.evaluation import HeldOutEvaluator, check_eval_data
 from videogen.tokenizer_training.step import SHOWN, TokenizerStep
 from videogen.tokenizer_training.training_config import TokenizerTrainingConfig, load_training_config
-from videogen.training.distributed import DistInfo, barrier, distributed_session, run_on_main
+from videogen.training.distributed import DistInfo, distributed_session, run_on_main
 from videogen.training.logger import format_duration
 from videogen.training.trainer import Trainer
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
+from videogen.collectives import world_size
 from videogen.data.failures import FailureMonitor
 from videogen.tokenizer.losses import (
     LeCam,
@@ -34,7 +35,6 @@ from videogen.tokenizer.losses import (
 )
 from videogen.tokenizer.perceptual import PerceptualLoss
 from videogen.tokenizer_training.training_config import LossConfig
-from videogen.training.distributed import world_size
 from videogen.training.trainer import Trainer
 
 # shown on the progress bar (those present)

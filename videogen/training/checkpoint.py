@@ -33,8 +33,9 @@ from typing import Any
 import torch
 
 from videogen import atomic
+from videogen.collectives import barrier
 from videogen.errors import UserError
-from videogen.training.distributed import DistInfo, barrier
+from videogen.training.distributed import DistInfo
 from videogen.training.ema import EMA
 from videogen.training.guard import TrainingDivergedError, all_finite
 from videogen.training.rng_state import load_rng_state, save_rng_state

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from videogen.collectives import world_size
+
 LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -178,24 +180,6 @@ def distributed_session() -> Iterator[DistInfo]:
 # ----------------------------------------------------------------------------- collectives
 
 
-def world_size() -> int:
-    return torch_dist.get_world_size() if torch_dist.is_available() and torch_dist.is_initialized() else 1
-
-
-def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """In-place all-reduce (``"sum" | "max" | "min"``) across ranks; a no-op in a single process."""
-    if world_size() > 1:
-        ops = {"sum": torch_dist.ReduceOp.SUM, "max": torch_dist.ReduceOp.MAX, "min": torch_dist.ReduceOp.MIN}
-        torch_dist.all_reduce(tensor, op=ops[op])
-    return tensor
-
-
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on at least one (a collective: every rank must call it)."""
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    return bool(all_reduce_(value, "max").item() > 0)
-
-
 ONE_OFF_WAIT = datetime.timedelta(days=7)
 """How long the other ranks wait for rank 0's one-off work (:func:`run_on_main`)."""
 
@@ -226,15 +210,3 @@ def run_on_main(work: Callable[[], None], what: str) -> None:
             raise UserError(f"rank 0 could not {what} (see its message)")
     if error is not None:
         raise error
-
-
-def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
-    """Overwrite ``tensors`` on every rank with rank ``src``'s values (a no-op in a single process)."""
-    if world_size() > 1:
-        for tensor in tensors:
-            torch_dist.broadcast(tensor, src)
-
-
-def barrier() -> None:
-    if world_size() > 1:
-        torch_dist.barrier()

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from videogen.collectives import all_reduce_
 from videogen.errors import UserError
-from videogen.training.distributed import all_reduce_
 
 
 class TrainingDivergedError(UserError):

@@ -20,7 +20,7 @@ from einops import rearrange
 from tqdm import tqdm
 
 from videogen import atomic
-from videogen.training.distributed import all_reduce_
+from videogen.collectives import all_reduce_
 
 
 def format_duration(seconds: float) -> str:

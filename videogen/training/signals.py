@@ -20,7 +20,7 @@ from types import FrameType
 
 import torch
 
-from videogen.training.distributed import any_rank
+from videogen.collectives import any_rank
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REPEAT_GRACE_S = 2.0

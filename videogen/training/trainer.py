@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from videogen.collectives import any_rank, barrier, broadcast_
 from videogen.config import save_config
 from videogen.errors import UserError
 from videogen.export import export_model, export_pretrained
@@ -44,7 +45,7 @@ from videogen.training.checkpoint import CheckpointManager
 from videogen.training.config import OptimizerConfig, RunConfig, ScheduleConfig, TrainConfig
 from videogen.training.deepspeed_config import compute_dtype, resolve_precision
 from videogen.training.deepspeed_engine import create_engine, to_device
-from videogen.training.distributed import DistInfo, any_rank, barrier, broadcast_
+from videogen.training.distributed import DistInfo
 from videogen.training.ema import EMA
 from videogen.training.guard import NonFiniteGuard
 from videogen.training.logger import MetricAverager, MetricsLogger
