@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader
 from videogen.cli import main
 from videogen.data import token_shards
 from videogen.data.manifest import read_manifest
-from videogen.data.token_dataset import TokenDataset, select_task
-from videogen.data.token_shards import TokenCacheError
 from videogen.data.transforms import ClipTransform
 from videogen.data.video_dataset import VideoClipDataset
+from videogen.token_cache.format import TokenCacheError
+from videogen.token_cache.reader import TokenDataset, select_task
 from videogen.tokenizer import VideoTokenizer
 from videogen.transformer.tasks import TASKS, build_condition
 from videogen.video_io import read_video, write_video

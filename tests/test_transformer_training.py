@@ -19,8 +19,8 @@ from torch.utils.data import default_collate
 from videogen.cli import main as cli_main
 from videogen.config import ConfigError
 from videogen.data.sample_data import SampleParams, make_sample_data
-from videogen.data.token_dataset import TokenDataset
 from videogen.export import state_dict_sha256
+from videogen.token_cache.reader import TokenDataset
 from videogen.tokenizer import VideoTokenizer
 from videogen.transformer import CommitTransformer, TransformerConfig
 from videogen.transformer.vocab import MASK_ID, TASK_IDS, UNCOND_TASK_ID

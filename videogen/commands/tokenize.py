@@ -1,7 +1,7 @@
 """``run.sh tokenize``: encode a dataset once with the frozen tokenizer into a token cache.
 
 The cache (``--out``) holds, per clip window, the target tokens, the condition tokens of every
-configured COMMIT task and the label, in memmapped shards that ``videogen.data.token_dataset.TokenDataset``
+configured COMMIT task and the label, in memmapped shards that ``videogen.token_cache.reader.TokenDataset``
 reads. Rerunning the same command resumes: complete shards are kept, missing or damaged ones rebuilt.
 """
 
@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from videogen.data.loader import prepare_data
-    from videogen.data.token_cache import TokenCacheConfig, build_token_cache
     from videogen.inference.exports import resolve_export
+    from videogen.token_cache.writer import TokenCacheConfig, build_token_cache
 
     tokenizer_dir = resolve_export("tokenizer", args.tokenizer)
     prepare_data(DataConfig(train=args.data, val=None))  # makes the sample data when it is the default

@@ -165,7 +165,7 @@ def transformer_ready(ctx: DemoContext) -> bool:
 def cache_stage(ctx: DemoContext) -> dict[str, Any]:
     """The transformer loop's own first-use step (``prepare_caches``), run ahead so it is timed on its own;
     the loop then finds the caches complete. One process, no process group: its collectives are no-ops."""
-    from videogen.data.token_shards import read_index
+    from videogen.token_cache.format import read_index
     from videogen.transformer_training.data import cache_paths, prepare_caches, require_tokenizer
     from videogen.transformer_training.training_config import load_training_config
 

@@ -21,10 +21,10 @@ import numpy as np
 from videogen.data.loader import prepare_data
 from videogen.data.manifest import CLASSES_FILE, write_manifest
 from videogen.data.manifest_builder import load_manifest
-from videogen.data.token_cache import TokenCacheConfig, build_token_cache
-from videogen.data.token_dataset import TokenDataset
-from videogen.data.token_shards import TokenCacheError, read_index
 from videogen.errors import UserError
+from videogen.token_cache.format import TokenCacheError, read_index
+from videogen.token_cache.reader import TokenDataset
+from videogen.token_cache.writer import TokenCacheConfig, build_token_cache
 from videogen.training.distributed import run_on_main
 from videogen.transformer_training.training_config import IMAGE_TASK, TransformerTrainingConfig
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from videogen.data.loader import EpochDataLoader
 from videogen.data.samplers import ResumableSampler
-from videogen.data.token_dataset import TokenDataset
 from videogen.errors import UserError
 from videogen.export import TokenizerIdentity, TransformerExportInfo, WindowGeometry
+from videogen.token_cache.reader import TokenDataset
 from videogen.training.distributed import DistInfo, distributed_session
 from videogen.training.trainer import Trainer
 from videogen.transformer.model import CommitTransformer

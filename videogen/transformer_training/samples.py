@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from videogen.data.token_dataset import select_task
+from videogen.token_cache.reader import select_task
 from videogen.transformer.masking import task_prefix
 from videogen.transformer.sampler import sample
 from videogen.transformer_training.training_config import IMAGE_TASK, SamplingConfig, canonical_task

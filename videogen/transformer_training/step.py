@@ -29,8 +29,8 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from videogen.collectives import all_reduce_
-from videogen.data.token_dataset import select_task
 from videogen.errors import UserError
+from videogen.token_cache.reader import select_task
 from videogen.transformer.masking import (
     GROUPS,
     TrainingInputs,

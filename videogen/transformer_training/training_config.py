@@ -49,7 +49,7 @@ def canonical_task(name: str) -> str:
 
 @dataclass
 class TokenizeConfig:
-    """How the token caches are made from ``data`` (see ``videogen.data.token_cache.TokenCacheConfig``)."""
+    """How the token caches are made from ``data`` (see ``videogen.token_cache.writer.TokenCacheConfig``)."""
 
     cond_frames: int | None = None  # frame prediction condition frames; None = 1 + temporal factor (5)
     interp_cond_frames: int = 1  # interpolation condition frames at each end

@@ -35,7 +35,7 @@ from videogen.errors import UserError
 from videogen.video_io import VideoDecodeError, read_image, read_video
 
 if TYPE_CHECKING:
-    from videogen.data.token_cache import TokenCacheConfig
+    from videogen.token_cache.writer import TokenCacheConfig
 
 GENERIC_TASKS = ("outpaint", "inpaint")  # the same as their "central" variants: cached only when named
 

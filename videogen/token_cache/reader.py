@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from videogen.data.token_shards import SHARDS_DIR, TokenCacheError, check_tokenizer, read_index
 from videogen.errors import UserError
+from videogen.token_cache.format import SHARDS_DIR, TokenCacheError, check_tokenizer, read_index
 
 MAX_OPEN_SHARDS = 32  # each open memmap holds a file descriptor
 

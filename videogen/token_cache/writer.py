@@ -5,7 +5,7 @@ encodes, for every clip window: the target tokens, the condition tokens of each 
 task (the tokenizer run on the task's padded condition video, ``transformer.tasks``), and the label.
 Target and condition videos of a batch go through ONE tokenizer call (concatenated on the batch axis).
 Which tasks and condition fields: ``token_inputs.py``; the layout on disk: ``token_shards.py``;
-:class:`~videogen.data.token_dataset.TokenDataset` reads it.
+:class:`~videogen.token_cache.reader.TokenDataset` reads it.
 
 An image manifest (``kind = "image"``) is cached as 1-frame clips, one item per image (for image
 generation: ``tasks = ("image_generation",)``, ``num_frames = 1``).
@@ -41,14 +41,10 @@ from videogen.config import check
 from videogen.data.config import DataConfig
 from videogen.data.failures import DataError
 from videogen.data.loader import worker_init
-from videogen.data.token_inputs import (
-    ClipWindows,
-    TaskPlan,
-    encode_batch,
-    plan_tasks,
-    select_clips,
-)
-from videogen.data.token_shards import (
+from videogen.data.video_dataset import VideoClipDataset
+from videogen.devices import pick_device
+from videogen.errors import UserError
+from videogen.token_cache.format import (
     FORMAT,
     FORMAT_VERSION,
     INDEX_FILE,
@@ -64,9 +60,13 @@ from videogen.data.token_shards import (
     tokenizer_config_hash,
     write_shard,
 )
-from videogen.data.video_dataset import VideoClipDataset
-from videogen.devices import pick_device
-from videogen.errors import UserError
+from videogen.token_cache.inputs import (
+    ClipWindows,
+    TaskPlan,
+    encode_batch,
+    plan_tasks,
+    select_clips,
+)
 
 logger = logging.getLogger("videogen.data")
 
