@@ -15,10 +15,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from videogen.cli import main
-from videogen.data import token_shards
 from videogen.data.manifest import read_manifest
 from videogen.data.transforms import ClipTransform
 from videogen.data.video_dataset import VideoClipDataset
+from videogen.token_cache import format as cache_format
 from videogen.token_cache.format import TokenCacheError
 from videogen.token_cache.reader import TokenDataset, select_task
 from videogen.tokenizer import VideoTokenizer
@@ -243,7 +243,7 @@ def test_rerun_skips_complete_shards_and_rebuilds_damaged_ones(world, tmp_path, 
 
 def test_interrupted_run_is_not_taken_as_complete(world, tmp_path, monkeypatch, capsys):
     cache = tmp_path / "cache"
-    real_commit, calls = token_shards.commit_shard, []
+    real_commit, calls = cache_format.commit_shard, []
 
     def commit_then_interrupt(tmp: Path, final: Path) -> None:
         calls.append(final.name)
@@ -251,9 +251,9 @@ def test_interrupted_run_is_not_taken_as_complete(world, tmp_path, monkeypatch, 
             raise KeyboardInterrupt  # as if Ctrl-C arrived while the second shard was being written
         real_commit(tmp, final)
 
-    monkeypatch.setattr(token_shards, "commit_shard", commit_then_interrupt)
+    monkeypatch.setattr(cache_format, "commit_shard", commit_then_interrupt)
     assert tokenize(world, cache, "--flip", "both", "--shard-size", "2", "--workers", "0") == 130
-    monkeypatch.setattr(token_shards, "commit_shard", real_commit)
+    monkeypatch.setattr(cache_format, "commit_shard", real_commit)
     assert not (cache / "index.json").exists()
     assert [p.name for p in (cache / "shards").iterdir()] == ["00000"]
     # a temporary shard left behind by a killed process looks complete inside but must not count

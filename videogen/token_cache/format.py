@@ -35,6 +35,7 @@ import numpy as np
 from videogen import atomic
 from videogen.config import from_dict, read_yaml, to_dict
 from videogen.errors import UserError
+from videogen.tokenizer.config import TokenizerConfig
 
 FORMAT = "videogen-token-cache"
 FORMAT_VERSION = 1
@@ -63,8 +64,6 @@ def tokenizer_config_hash(tokenizer: Any) -> str:
     """sha256 (16 hex digits) of a tokenizer config: of a ``VideoTokenizer``, a ``TokenizerConfig`` or an
     export folder (its ``config.yaml``)."""
     if isinstance(tokenizer, (str, Path)):
-        from videogen.tokenizer.config import TokenizerConfig
-
         data = read_yaml(Path(tokenizer) / "config.yaml")
         data.pop("kind", None)
         tokenizer = from_dict(TokenizerConfig, data)

@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,10 +31,10 @@ from videogen.data.manifest_builder import load_manifest
 from videogen.data.transforms import ClipTransform
 from videogen.data.video_dataset import VideoClipDataset
 from videogen.errors import UserError
+from videogen.token_cache.cache_config import TokenCacheConfig
+from videogen.transformer import tasks
+from videogen.transformer.tasks import TASKS, build_condition, get_task
 from videogen.video_io import VideoDecodeError, read_image, read_video
-
-if TYPE_CHECKING:
-    from videogen.token_cache.writer import TokenCacheConfig
 
 GENERIC_TASKS = ("outpaint", "inpaint")  # the same as their "central" variants: cached only when named
 
@@ -51,16 +50,12 @@ class TaskPlan:
 
 
 def _builder(name: str) -> tuple:
-    from videogen.transformer.tasks import get_task
-
     builder = get_task(name).builder
     return (builder.func, dict(builder.keywords)) if isinstance(builder, partial) else (builder, {})
 
 
 def task_options(name: str, cond_frames: int, interp_cond_frames: int) -> dict:
     """Builder options of task ``name``: condition frames for frame prediction and interpolation."""
-    from videogen.transformer import tasks
-
     func, _ = _builder(name)
     if func is tasks.frame_prediction:
         return {"num_cond_frames": cond_frames}
@@ -89,8 +84,6 @@ def plan_tasks(
     """Plans for ``names`` (names or codes; ``"all"`` = every task but the generic ``outpaint`` /
     ``inpaint`` that fits ``num_frames``-frame clips: image generation only for 1 frame, the
     conditioned tasks only for more). A named task that does not fit is a :class:`UserError`."""
-    from videogen.transformer.tasks import TASKS, build_condition, get_task
-
     if num_frames > 1 and not 1 <= cond_frames < num_frames:
         raise UserError(
             f"--cond-frames {cond_frames} must be in 1..{num_frames - 1} for {num_frames}-frame clips"
@@ -128,8 +121,6 @@ def encode_batch(
     """``videos (N, 3, T, H, W)`` in [-1, 1] -> ``{"tokens": .., cond_field: ..}``, int64 ``(N, T', H', W')``,
     from ONE tokenizer call over the targets and every distinct condition video (concatenated on batch).
     Raises if a task's latent mask differs from its plan's (per-task) mask."""
-    from videogen.transformer.tasks import build_condition
-
     parts, fields = [videos], ["tokens"]
     for plan in plans:
         condition = build_condition(plan.name, videos, grid, **plan.options)

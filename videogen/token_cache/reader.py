@@ -1,6 +1,6 @@
 """``TokenDataset``: a token cache written by ``./run.sh tokenize``, read through memmaps.
 
-The cache layout is in ``token_shards.py``. An item is one clip window (one flip variant) with its
+The cache layout is in ``format.py``. An item is one clip window (one flip variant) with its
 target tokens, label, and the condition tokens and latent condition mask of every cached task. The
 cache must be complete: ``index.json`` present and every shard file of its recorded size.
 Memmaps are opened lazily in the process that reads them (a forked DataLoader worker opens its own;
@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from videogen.errors import UserError
 from videogen.token_cache.format import SHARDS_DIR, TokenCacheError, check_tokenizer, read_index
+from videogen.transformer.tasks import get_task
 
 MAX_OPEN_SHARDS = 32  # each open memmap holds a file descriptor
 
@@ -57,8 +58,6 @@ class TokenDataset(Dataset):
         self.index = read_index(self.cache_dir)
         if tokenizer is not None:
             check_tokenizer(self.index, tokenizer, self.cache_dir)
-        from videogen.transformer.tasks import get_task
-
         cached = self.index["tasks"]
         if tasks is None:
             names = list(cached)
@@ -146,8 +145,6 @@ class TokenDataset(Dataset):
 
     def item(self, i: int, task: str) -> dict:
         """Flat item for one task: ``tokens``, ``label``, ``cond_tokens``, ``cond_mask``, ``task_id`` (int64)."""
-        from videogen.transformer.tasks import get_task
-
         name = get_task(task).name
         if name not in self._fields:
             raise TokenCacheError(f"task {task!r} is not among this dataset's tasks {', '.join(self.tasks)}")
@@ -173,8 +170,6 @@ def select_task(batch: Mapping, task_names: Sequence[str]) -> tuple[torch.Tensor
     Returns ``cond_tokens`` int64 ``(B, T', H', W')`` and ``cond_mask`` bool ``(B, T', H', W')``
     (``task_names`` as drawn by ``transformer.masking.sample_tasks``).
     """
-    from videogen.transformer.tasks import get_task
-
     names = [get_task(t).name for t in task_names]
     missing = sorted(set(names) - set(batch["cond_tokens"]))
     if missing:

@@ -4,7 +4,7 @@
 encodes, for every clip window: the target tokens, the condition tokens of each configured COMMIT
 task (the tokenizer run on the task's padded condition video, ``transformer.tasks``), and the label.
 Target and condition videos of a batch go through ONE tokenizer call (concatenated on the batch axis).
-Which tasks and condition fields: ``token_inputs.py``; the layout on disk: ``token_shards.py``;
+Which tasks and condition fields: ``inputs.py``; the layout on disk: ``format.py``;
 :class:`~videogen.token_cache.reader.TokenDataset` reads it.
 
 An image manifest (``kind = "image"``) is cached as 1-frame clips, one item per image (for image
@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -37,13 +36,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from videogen import atomic
-from videogen.config import check
-from videogen.data.config import DataConfig
 from videogen.data.failures import DataError
 from videogen.data.loader import worker_init
 from videogen.data.video_dataset import VideoClipDataset
 from videogen.devices import pick_device
 from videogen.errors import UserError
+from videogen.token_cache.cache_config import TokenCacheConfig
 from videogen.token_cache.format import (
     FORMAT,
     FORMAT_VERSION,
@@ -67,69 +65,12 @@ from videogen.token_cache.inputs import (
     plan_tasks,
     select_clips,
 )
+from videogen.tokenizer import VideoTokenizer
+from videogen.transformer.tasks import get_task
 
 logger = logging.getLogger("videogen.data")
 
 MAX_LISTED_FAILURES = 100
-
-
-@dataclass
-class TokenCacheConfig:
-    """What to cache and how. Data fields mean what they mean in ``DataConfig`` (evaluation windows)."""
-
-    tasks: tuple[str, ...] = ("all",)  # task names or codes; "all" = every task that fits the clip length
-    kind: Literal["video", "image"] = "video"  # "image": an image manifest, each image a 1-frame clip
-    num_frames: int = 17  # 1 + 4k for a temporal factor 4 tokenizer (checked against the tokenizer)
-    resolution: int = 64  # square side: short-side resize, center crop
-    frame_stride: int = 1
-    target_fps: float | None = None
-    backend: Literal["decord", "pyav"] = "decord"
-    too_short: Literal["skip", "loop"] = "skip"
-    split: str | None = None  # only manifest rows of this split (None: every row)
-    windows_per_clip: int = 1  # 1 = the centered window; K = K evenly spaced windows
-    flip: Literal["none", "both"] = "none"  # "both": also store the horizontally flipped clip
-    cond_frames: int | None = None  # frame prediction condition frames (None: 1 + temporal factor)
-    interp_cond_frames: int = 1  # interpolation condition frames at each end
-    shard_size: int = 1024  # clip windows per shard
-    batch_size: int = 8  # clip windows per tokenizer call (times 1 + conditions, times 2 with flips)
-    num_workers: int = 2  # decoding processes (forked); 0 = decode in the main process
-
-    @classmethod
-    def from_data_config(cls, data: DataConfig, **fields) -> TokenCacheConfig:
-        """The clip settings of a ``DataConfig`` (frames, size, stride / fps, decoder, workers) + ``fields``."""
-        names = (
-            "num_frames",
-            "resolution",
-            "frame_stride",
-            "target_fps",
-            "backend",
-            "too_short",
-            "num_workers",
-        )
-        return cls(**{name: getattr(data, name) for name in names}, **fields)
-
-    def validate(self) -> None:
-        check(len(self.tasks) > 0, "tasks", self.tasks, "name at least one task, or 'all'")
-        check(self.kind in ("video", "image"), "kind", self.kind, "use video or image")
-        check(
-            self.kind == "video" or (self.num_frames == 1 and self.windows_per_clip == 1),
-            "num_frames",
-            self.num_frames,
-            "an image cache holds 1-frame clips: use num_frames=1 and windows_per_clip=1",
-        )
-        check(self.num_frames >= 1, "num_frames", self.num_frames, "must be >= 1")
-        check(self.resolution >= 1, "resolution", self.resolution, "must be >= 1")
-        check(self.frame_stride >= 1, "frame_stride", self.frame_stride, "must be >= 1")
-        check(self.target_fps is None or self.target_fps > 0, "target_fps", self.target_fps, "must be > 0")
-        check(self.windows_per_clip >= 1, "windows_per_clip", self.windows_per_clip, "must be >= 1")
-        check(self.flip in ("none", "both"), "flip", self.flip, "use none or both")
-        check(
-            self.cond_frames is None or self.cond_frames >= 1, "cond_frames", self.cond_frames, "must be >= 1"
-        )
-        check(self.interp_cond_frames >= 1, "interp_cond_frames", self.interp_cond_frames, "must be >= 1")
-        check(self.shard_size >= 1, "shard_size", self.shard_size, "must be >= 1")
-        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        check(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -252,8 +193,6 @@ def cache_settings(
     num_clips: int,
 ) -> dict:
     """Everything that decides the cache's contents (and where its inputs live), with its fingerprint."""
-    from videogen.transformer.tasks import get_task
-
     data_fields = ("split", "num_frames", "resolution", "frame_stride", "target_fps", "backend", "too_short")
     if cfg.kind != "video":  # only then: the settings (and fingerprints) of video caches stay as they were
         data_fields = ("kind", *data_fields)
@@ -312,8 +251,6 @@ def build_token_cache(
     for bad input and when ``out`` holds a cache made with other settings (unless ``overwrite``).
     ``device``: "auto" / None (CUDA when available), "cpu", "cuda", "cuda:N".
     """
-    from videogen.tokenizer import VideoTokenizer
-
     cfg = config or TokenCacheConfig()
     cfg.validate()
     tokenizer_dir, manifest, out = Path(tokenizer_dir), Path(manifest), Path(out)
