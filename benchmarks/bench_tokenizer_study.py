@@ -66,6 +66,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "LFQ entropy 0.02 only (no annealing)",
         ["model.lfq.entropy_weight=0.02", "model.lfq.entropy_anneal_start=1"],
     ),
+    "lfq-commitment": (
+        "LFQ commitment 0.25 only (no entropy loss)",
+        ["model.lfq.commitment_weight=0.25"],
+    ),
+    "lfq-commitment-0.05": (
+        "LFQ commitment 0.05 only (no entropy loss)",
+        ["model.lfq.commitment_weight=0.05"],
+    ),
     # ---- optimization
     "lr-5e-4": ("lr 5e-4", ["train.optimizer.lr=5e-4"]),
     "cosine-decay": (
