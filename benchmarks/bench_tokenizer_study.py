@@ -228,8 +228,8 @@ def baselines(num_clips: int = 40, num_frames: int = 17, resolution: int = 64) -
     clip's mean colour."""
     import torch
 
+    from videogen.evaluation.eval_data import eval_batches
     from videogen.evaluation.image_metrics import psnr, ssim
-    from videogen.inference.eval_data import eval_batches
 
     lines = ["| held-out set | flat grey frame | each clip's mean colour |", "|---|---:|---:|"]
     for name, manifest in (("digits", "data/sample/val.jsonl"), ("real", "data/sample/real_val.jsonl")):

@@ -22,8 +22,8 @@ from inference_helpers import (
 from videogen.cli import main
 from videogen.data.video_dataset import VideoClipDataset
 from videogen.evaluation import copy_last_frame, frame_prediction_scores, linear_blend, psnr, region_scores
-from videogen.inference.evaluate_prediction import evaluate_frame_prediction
-from videogen.inference.evaluate_transformer import evaluate_transformer
+from videogen.evaluation.evaluate_prediction import evaluate_frame_prediction
+from videogen.evaluation.evaluate_transformer import evaluate_transformer
 from videogen.inference.sampling import SamplingOptions
 from videogen.pipeline import VideoGenPipeline
 

@@ -18,7 +18,7 @@ from videogen.evaluation import (
     ssim,
 )
 from videogen.evaluation.classifier import accuracy, load_or_train, train_classifier
-from videogen.inference.evaluate_generation import distinct_count
+from videogen.evaluation.evaluate_generation import distinct_count
 
 
 def ramp(frames: int, height: int = 2, width: int = 2) -> torch.Tensor:

@@ -4,7 +4,7 @@
     ./run.sh eval tokenizer --data data/sample/val.jsonl [--num-frames 17 --resolution 64 --i3d i3d.pt]
 
 ``eval transformer``: every task the export was trained on, one row each, next to its non-learned
-baseline and the tokenizer's reconstruction (``inference.evaluate_transformer``); class-conditional
+baseline and the tokenizer's reconstruction (``evaluation.evaluate_transformer``); class-conditional
 generation judged by a small classifier trained on the labelled ``--classifier-data`` (cached in
 ``classifier/`` beside the JSON). ``eval tokenizer``: reconstruction PSNR / SSIM, codebook usage, rFVD
 with ``--i3d``. The JSON goes to ``--out`` (default: ``eval/`` next to the evaluated export, e.g.
@@ -91,7 +91,7 @@ def _default_out(export_dir: Path, name: str) -> Path:
 
 def run_tokenizer(args: argparse.Namespace) -> int:
     from videogen.devices import pick_device
-    from videogen.inference.evaluate_tokenizer import evaluate_tokenizer, format_tokenizer_table
+    from videogen.evaluation.evaluate_tokenizer import evaluate_tokenizer, format_tokenizer_table
     from videogen.inference.geometry import read_run_data_config
     from videogen.tokenizer import VideoTokenizer
 
@@ -121,9 +121,9 @@ def run_tokenizer(args: argparse.Namespace) -> int:
 
 
 def run_transformer(args: argparse.Namespace) -> int:
-    from videogen.inference.eval_data import check_manifest_path
-    from videogen.inference.evaluate_generation import CLASS_ROWS, frame_classifier
-    from videogen.inference.evaluate_transformer import (
+    from videogen.evaluation.eval_data import check_manifest_path
+    from videogen.evaluation.evaluate_generation import CLASS_ROWS, frame_classifier
+    from videogen.evaluation.evaluate_transformer import (
         evaluate_transformer,
         format_transformer_table,
         plan_rows,

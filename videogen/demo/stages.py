@@ -110,7 +110,7 @@ def tokenizer_metrics(ctx: DemoContext) -> dict[str, Any]:
     if eval_file.is_file():
         metrics = json.loads(eval_file.read_text())["tokenizer"]
     else:
-        from videogen.inference.evaluate_tokenizer import evaluate_tokenizer
+        from videogen.evaluation.evaluate_tokenizer import evaluate_tokenizer
         from videogen.inference.geometry import read_run_data_config
         from videogen.tokenizer import VideoTokenizer
 
@@ -269,7 +269,7 @@ def evaluate_stage(ctx: DemoContext) -> dict[str, Any]:
 
     from videogen.atomic import write_json
     from videogen.data.manifest import read_manifest
-    from videogen.inference.evaluate_prediction import evaluate_frame_prediction, format_prediction_table
+    from videogen.evaluation.evaluate_prediction import evaluate_frame_prediction, format_prediction_table
     from videogen.inference.sampling import SamplingOptions
 
     pipe = load_pipeline(ctx)

@@ -1,6 +1,10 @@
-"""Evaluation metrics: PSNR, SSIM (whole frames or a region), Frechet distance (FVD with a user-supplied
-I3D), codebook usage, the non-learned baseline of every task, and a small frame classifier for
-class-conditional generation."""
+"""Evaluation, one home. Metrics (imported here): PSNR, SSIM (whole frames or a region), Frechet distance
+(FVD with a user-supplied I3D), codebook usage, the non-learned baseline of every task, and a small frame
+classifier for class-conditional generation. The held-out evaluations of ``./run.sh eval`` (modules,
+not imported here: they sit above :mod:`videogen.inference`): ``evaluate_tokenizer``,
+``evaluate_transformer`` (+ ``evaluate_generation``: generated classes), ``evaluate_prediction``
+(frame prediction alone, the demo) and ``eval_data`` (the held-out clips). A trainer's evaluation during
+its run is in its own room (``tokenizer_training.evaluation``)."""
 
 from videogen.evaluation.baselines import (
     copy_last_frame,

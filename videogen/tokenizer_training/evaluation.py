@@ -2,7 +2,7 @@
 
 Runs on rank 0 with an fp32 copy of the tokenizer holding the EMA weights (or an export), so it is
 independent of the engines' precision and leaves the training module untouched. Video held-out data
-goes through :func:`videogen.inference.evaluate_tokenizer.evaluate_tokenizer` (the ``eval tokenizer``
+goes through :func:`videogen.evaluation.evaluate_tokenizer.evaluate_tokenizer` (the ``eval tokenizer``
 command's function: centered windows, PSNR / SSIM per frame, usage over all clips); image data
 (``eval.kind: image``, for image tokenizers) through the same metrics over 1-frame clips.
 Samples: the first ``eval.num_samples`` held-out clips, each row ``input | reconstruction``, written as
@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Subset
 from videogen.data.image_dataset import ImageDataset
 from videogen.errors import UserError
 from videogen.evaluation import CodebookUsage, psnr, ssim
-from videogen.inference.eval_data import eval_batches
-from videogen.inference.evaluate_tokenizer import evaluate_tokenizer
+from videogen.evaluation.eval_data import eval_batches
+from videogen.evaluation.evaluate_tokenizer import evaluate_tokenizer
 from videogen.tokenizer import VideoTokenizer
 from videogen.tokenizer_training.training_config import TokenizerTrainingConfig
 from videogen.video_io import side_by_side, to_uint8_frames, write_video

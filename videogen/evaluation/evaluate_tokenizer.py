@@ -17,7 +17,7 @@ from tqdm import tqdm
 from videogen.data.manifest import Manifest
 from videogen.errors import UserError
 from videogen.evaluation import CodebookUsage, I3DFeatures, frechet_distance_from_features, psnr, ssim
-from videogen.inference.eval_data import eval_batches
+from videogen.evaluation.eval_data import eval_batches
 from videogen.tokenizer import VideoTokenizer
 
 

@@ -1,5 +1,5 @@
 """Class-conditional generation scored by a frame classifier: the image and clip rows of
-``./run.sh eval transformer`` (see ``inference.evaluate_transformer``).
+``./run.sh eval transformer`` (see ``evaluation.evaluate_transformer``).
 
 ``samples_per_class`` images (or clips) of every class are generated with seeds ``seed + 1000 k + i``
 and judged by a small frame classifier of the data's labels (``evaluation.classifier``: trained on
@@ -24,8 +24,8 @@ from tqdm import tqdm
 from videogen.errors import UserError
 from videogen.evaluation import psnr
 from videogen.evaluation.classifier import FrameClassifier, load_or_train, topk_correct
+from videogen.evaluation.eval_data import check_manifest_path, eval_batches
 from videogen.inference.engine import InferenceEngine
-from videogen.inference.eval_data import check_manifest_path, eval_batches
 from videogen.inference.sampling import SamplingOptions
 from videogen.transformer.tasks import get_task
 

@@ -30,8 +30,8 @@ from videogen.evaluation import (
     frame_prediction_scores,
     frechet_distance_from_features,
 )
+from videogen.evaluation.eval_data import eval_batches
 from videogen.inference.engine import InferenceEngine
-from videogen.inference.eval_data import eval_batches
 from videogen.inference.sampling import SamplingOptions
 
 METHODS = {

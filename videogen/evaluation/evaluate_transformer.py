@@ -18,7 +18,7 @@ ceiling of a token model), PSNR / SSIM over the region only (``evaluation.image_
 
 Class rows: ``samples_per_class`` images or ``clips_per_class`` clips of every class, judged by a small
 frame classifier of the data's labels, beside its accuracy on the held-out real clips and on their
-tokenizer reconstructions, chance, and the fraction of distinct outputs (``inference.evaluate_generation``).
+tokenizer reconstructions, chance, and the fraction of distinct outputs (``evaluation.evaluate_generation``).
 """
 
 from __future__ import annotations
@@ -42,15 +42,15 @@ from videogen.evaluation import (
     region_scores,
 )
 from videogen.evaluation.classifier import FrameClassifier
-from videogen.inference.engine import InferenceEngine
-from videogen.inference.eval_data import eval_batches
-from videogen.inference.evaluate_generation import (
+from videogen.evaluation.eval_data import eval_batches
+from videogen.evaluation.evaluate_generation import (
     CLASS_ROWS,
     DUPLICATE_PSNR_DB,
     RealClassScores,
     generation_row,
 )
-from videogen.inference.evaluate_prediction import RunningMean
+from videogen.evaluation.evaluate_prediction import RunningMean
+from videogen.inference.engine import InferenceEngine
 from videogen.inference.sampling import SamplingOptions
 from videogen.transformer.tasks import central_box, get_task
 
