@@ -51,9 +51,9 @@ def tiny_export_info(
     )
 
 
-def export_tiny_models(root: Path, **info) -> tuple[Path, Path]:
-    """Write ``root/tokenizer`` and ``root/transformer`` (``save_pretrained`` folders); ``info`` changes
-    what the transformer export records (see :func:`tiny_export_info`)."""
+def export_tiny_models(root: Path, size: int = SIZE, **info) -> tuple[Path, Path]:
+    """Write ``root/tokenizer`` and ``root/transformer`` (``save_pretrained`` folders) for frames of
+    ``size`` x ``size``; ``info`` changes what the transformer export records (see :func:`tiny_export_info`)."""
     torch.manual_seed(0)
     tokenizer = VideoTokenizer.from_preset("tiny", base_channels=8, num_groups=4, lfq={"bits": 6})
     transformer = CommitTransformer.from_preset(
@@ -64,10 +64,11 @@ def export_tiny_models(root: Path, **info) -> tuple[Path, Path]:
         num_heads=2,
         num_classes=NUM_CLASSES,
         max_frames=3,
-        max_height=8,
-        max_width=8,
+        max_height=size // 4,
+        max_width=size // 4,
     )
     tokenizer.save_pretrained(root / "tokenizer")
+    info = {"window": (WINDOW, size, size), **info}
     info = tiny_export_info(tokenizer, trained_from=root / "tokenizer", **info)
     transformer.save_pretrained(root / "transformer", info)
     return root / "tokenizer", root / "transformer"

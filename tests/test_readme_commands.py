@@ -17,6 +17,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
 from videogen import cli
 from videogen.commands import bench
@@ -106,3 +107,64 @@ def test_a_readme_command_line_is_accepted(line: str):
         load_train_config(args)
     if words[0] == "bench":
         assert args.name in bench.available(), f"no benchmark {args.name!r} ({line})"
+
+
+# ----------------------------------------------------------------------------- running the uses
+
+USES = ("predict", "interpolate", "inpaint", "outpaint", "generate", "eval")
+# what only makes a line small: fewer sampling steps and generated samples (nothing else changes)
+SMALL_USE = {"eval transformer": ["--samples-per-class", "2", "--clips-per-class", "1", "--steps", "2"]}
+
+
+def write_sample_like_files(root: Path) -> None:
+    """Where the README's lines look: the two default exports (tiny, random), the files they name
+    (clip.mp4, a.png, b.png, a held-out digit clip) and labelled manifests under data/sample/."""
+    from inference_helpers import NUM_CLASSES, export_tiny_models, smooth_frames
+
+    from videogen.data.manifest import write_classes, write_manifest
+    from videogen.video_io import write_image, write_video
+
+    tokenizer, transformer = export_tiny_models(root / "models", size=64)  # the default runs' frames
+    (root / "runs" / "tokenizer-default").mkdir(parents=True)
+    (root / "runs" / "transformer-default").mkdir(parents=True)
+    tokenizer.rename(root / "runs" / "tokenizer-default" / "export")
+    transformer.rename(root / "runs" / "transformer-default" / "export")
+    frames = smooth_frames(20, 64, 64)
+    write_video(root / "clip.mp4", frames, fps=8)
+    write_image(root / "a.png", frames[0])
+    write_image(root / "b.png", frames[-1])
+    sample = root / "data" / "sample"
+    rows = []
+    for i in range(NUM_CLASSES):
+        name = f"digits/val/{i:05d}.mp4"
+        write_video((sample / name), smooth_frames(20, 64, 64, seed=i), fps=8)
+        rows.append({"path": name, "num_frames": 20, "fps": 8.0, "height": 64, "width": 64, "label": i})
+    write_classes(sample, [f"class{i}" for i in range(NUM_CLASSES)])
+    write_manifest(sample / "val.jsonl", rows)
+    write_manifest(sample / "train.jsonl", rows)
+
+
+@pytest.mark.slow
+def test_the_readme_uses_run_on_tiny_exports(tmp_path, monkeypatch):
+    """Every predict / interpolate / inpaint / outpaint / generate / eval line of the README that reads
+    the default exports runs as written (tiny random exports stand in for the trained ones) and writes
+    its output. Lines naming other exports are run by tests/test_walkthrough.py."""
+    lines = [
+        line
+        for line in COMMANDS
+        if shlex.split(line)[1] in USES
+        and "--transformer" not in line
+        and "--tokenizer runs/tokenizer-mine" not in line
+    ]
+    assert len(lines) >= 12, lines
+    write_sample_like_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    for line in lines:
+        words = shlex.split(line)[1:]
+        use = " ".join(words[:2]) if words[0] == "eval" else words[0]
+        words += SMALL_USE.get(use, ["--steps", "2"] if use != "eval tokenizer" else [])
+        assert cli.main(words) == 0, line
+        if "--out" in words:
+            assert Path(words[words.index("--out") + 1]).is_file(), line
+    assert Path("runs/transformer-default/eval").is_dir()  # eval's default output folder
