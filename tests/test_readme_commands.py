@@ -4,8 +4,15 @@ The command lines are read from the README itself (fenced blocks and inline code
 the parser of its command (options that do not exist, a missing argument, an override before an
 option), ``train`` lines also load their config with their overrides (unknown keys, bad values, a
 config file that is not there), ``bench`` lines name a benchmark that exists, and run.sh's own launcher
-flags (``--num-gpus N`` ...) are the ones run.sh hands to the launcher. Running the examples is left to
-the tests of each command (they need trained exports and data).
+flags (``--num-gpus N`` ...) are the ones run.sh hands to the launcher.
+
+Run as written, not only parsed: every use of the default exports (predict, interpolate, inpaint,
+outpaint, generate, eval; below, on tiny random exports) and the "Your own videos" walkthrough
+(tests/test_walkthrough.py: manifest, split, train both models, tokenize, predict, eval). Parsed only:
+``setup`` / ``test`` (run.sh's own), the default training runs and ``demo`` (minutes each; their short
+forms are run by tests/test_tokenizer_training.py, test_transformer_training.py and test_demo.py),
+lines for GPUs or for datasets not on this machine (``--num-gpus 8``, ``~/UCF-101``), and ``bench``
+(smoke-run by tests/test_benchmarks.py).
 """
 
 from __future__ import annotations
