@@ -27,7 +27,16 @@ from videogen.evaluation.evaluate_transformer import evaluate_transformer
 from videogen.inference.sampling import SamplingOptions
 from videogen.pipeline import VideoGenPipeline
 
-ROW_KEYS = ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "tokenizer_psnr", "tokenizer_ssim")
+ROW_KEYS = (
+    "psnr",
+    "ssim",
+    "baseline_psnr",
+    "baseline_ssim",
+    "baseline_tokenizer_psnr",
+    "baseline_tokenizer_ssim",
+    "tokenizer_psnr",
+    "tokenizer_ssim",
+)
 CLIP_ROWS = ("frame_prediction", "interpolation", "inpaint_central", "outpaint_central")
 
 
@@ -114,6 +123,12 @@ def test_baselines_in_the_rows_match_a_direct_computation(setup) -> None:
     middle[:, 1:-1] = True
     blend = region_scores(linear_blend(truth), truth, middle)
     assert result["interpolation"]["baseline_psnr"] == pytest.approx(float(blend["psnr"].per_sample.mean()))
+    # where COMMIT's frame prediction starts: the copied frame through the tokenizer
+    through = pipe.engine.reconstruct(copy_last_frame(truth, 5))
+    start = frame_prediction_scores(torch.cat([truth[:, :, :5], through[:, :, 5:]], 2), truth, 5)
+    got = result["frame_prediction"]["baseline_tokenizer_psnr"]
+    assert got == pytest.approx(float(start["psnr"].per_sample.mean()), rel=1e-5)
+    assert got != pytest.approx(result["frame_prediction"]["baseline_psnr"])
 
 
 def test_eval_of_an_untrained_task_is_refused(setup, tmp_path, capsys) -> None:
