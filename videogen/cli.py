@@ -68,20 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _error_line(f"error: {e}")
         return 2
     except OSError as e:  # the environment said no: a permission, a full disk, a path through a file
-        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        _error_line(f"error: {os_error_line(e)}")
         return 2
     except RuntimeError as e:
         if not _lost_another_process(e):
             raise
         rank = os.environ.get("RANK", "?")
-        print(
-            f"error: rank {rank}: another process of this run stopped; its own message says why",
-            file=sys.stderr,
-        )
+        _error_line(f"error: rank {rank}: another process of this run stopped; its own message says why")
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _error_line(line: str) -> None:
+    """One write per line: under the launcher (``python -u``) ``print`` writes the text and its newline
+    separately, so two ranks failing at once could run their lines together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
