@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from videogen.config import from_dict
+from videogen.config_loader import from_dict
 from videogen.data.failures import FailureMonitor
 from videogen.errors import UserError
 from videogen.tokenizer import TokenizerConfig, VideoTokenizer

@@ -27,7 +27,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from videogen.config import from_dict
+from videogen.config_loader import from_dict
 from videogen.data.failures import FailureMonitor
 from videogen.tokenizer import TokenizerConfig, VideoTokenizer
 from videogen.tokenizer.discriminator import build_discriminator

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from videogen import atomic
-from videogen.config import from_dict
+from videogen.config_loader import from_dict
 from videogen.errors import UserError
 from videogen.training import (
     EMA,

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import pytest
 
-from videogen.config import ConfigError, apply_overrides, check, from_dict, load_config, save_config
+from videogen.config_loader import ConfigError, apply_overrides, check, from_dict, load_config, save_config
 from videogen.data.config import DataConfig
 from videogen.errors import UserError
 from videogen.tokenizer_training.training_config import load_training_config
@@ -19,7 +19,7 @@ class ModelSection:
         "tiny": {"width": 32, "depth": 2},
         "big": {"width": 512, "depth": 12},
     }
-    preset: str | None = None  # videogen.config keeps the key after expanding it, so it is a field
+    preset: str | None = None  # videogen.config_loader keeps the key after expanding it, so it is a field
     width: int = 64
     depth: int = 4
     norm: Literal["group", "layer"] = "group"

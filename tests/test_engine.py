@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from videogen.config import from_dict
+from videogen.config_loader import from_dict
 from videogen.errors import UserError
 from videogen.training import (
     EMA,

@@ -15,7 +15,7 @@ from inference_helpers import NUM_CLASSES, SIZE, WINDOW, export_tiny_models, sin
 from safetensors.torch import load_file
 
 from videogen.cli import main
-from videogen.config import to_dict
+from videogen.config_loader import to_dict
 from videogen.errors import UserError
 from videogen.export import CONFIG_FILE, WEIGHTS_FILE, state_dict_sha256
 from videogen.inference.trained_tasks import TrainedTasks

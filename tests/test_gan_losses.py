@@ -125,7 +125,7 @@ def test_patchgan_layout_and_init():
     weights = torch.cat([c.weight.flatten() for c in convs])
     assert weights.std().item() == pytest.approx(0.02, rel=0.05) and abs(weights.mean().item()) < 1e-3
     with pytest.raises(UserError, match="temporal_strides"):
-        from videogen.config import from_dict
+        from videogen.config_loader import from_dict
 
         from_dict(DiscriminatorConfig, {"num_layers": 2, "temporal_strides": [2, 2, 1]})
 

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from videogen.config import ConfigError
+from videogen.config_loader import ConfigError
 from videogen.tokenizer import LFQ
 from videogen.tokenizer.lfq_entropy import factorized_entropy_terms
 from videogen.tokenizer.lfq_naive import naive_entropy_terms

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from videogen.config import ConfigError
+from videogen.config_loader import ConfigError
 from videogen.tokenizer import VideoTokenizer
 from videogen.tokenizer.bsq import BSQ
 from videogen.tokenizer.config import QUANTIZERS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videogen.config import ConfigError, save_config
+from videogen.config_loader import ConfigError, save_config
 from videogen.errors import UserError
 from videogen.tokenizer import TokenizerConfig, VideoShapeError, VideoTokenizer
 from videogen.tokenizer.testing import random_video, tiny_config, tiny_model
@@ -224,7 +224,7 @@ def test_wrong_checkpoints_raise_user_errors(tmp_path):
 
 
 def _as_dict(config: TokenizerConfig) -> dict:
-    from videogen.config import to_dict
+    from videogen.config_loader import to_dict
 
     return to_dict(config)
 

@@ -23,7 +23,7 @@ import yaml
 from safetensors.torch import load_file
 
 from videogen import cli
-from videogen.config import from_dict
+from videogen.config_loader import from_dict
 from videogen.data.loader import build_loader
 from videogen.data.sample_data import SampleParams, make_sample_data
 from videogen.tokenizer import TokenizerConfig, VideoTokenizer, image_config

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from videogen.config import ConfigError, from_dict
+from videogen.config_loader import ConfigError, from_dict
 from videogen.errors import UserError
 from videogen.transformer import MASK_ID, CommitTransformer, TransformerConfig
 from videogen.transformer.masking import commit_loss, mix_tokens, prepare_training_inputs

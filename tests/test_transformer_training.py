@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
 from videogen.cli import main as cli_main
-from videogen.config import ConfigError
+from videogen.config_loader import ConfigError
 from videogen.data.sample_data import SampleParams, make_sample_data
 from videogen.export import state_dict_sha256
 from videogen.token_cache.reader import TokenDataset

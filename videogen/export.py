@@ -33,7 +33,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from videogen.config import check, from_dict, to_dict
+from videogen.config_loader import check, from_dict, to_dict
 from videogen.errors import UserError
 
 CONFIG_FILE = "config.yaml"

@@ -19,7 +19,7 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from videogen.config import from_dict
+from videogen.config_loader import from_dict
 from videogen.data.loader import EpochDataLoader
 from videogen.data.samplers import ResumableSampler
 from videogen.tokenizer.discriminator import DiscriminatorConfig, build_discriminator

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from toy import ToyDataset, ToyModel, epoch_loader  # noqa: E402
 
-from videogen.config import from_dict  # noqa: E402
+from videogen.config_loader import from_dict  # noqa: E402
 from videogen.errors import UserError  # noqa: E402
 from videogen.training import RunConfig, TrainConfig, Trainer, distributed_session  # noqa: E402
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import videogen
-from videogen.config import check, load_config, to_dict
+from videogen.config_loader import check, load_config, to_dict
 from videogen.data.config import DEFAULT_SAMPLE_DIR
 from videogen.data.sample_data import SampleParams
 

@@ -88,7 +88,7 @@ def check_pair(tokenizer, transformer, tokenizer_name: str, transformer_name: st
     codebooks differ, or when the tokenizer's weights are not those the transformer was trained on
     (:func:`~videogen.export.state_dict_sha256` against the recorded hash).
     """
-    from videogen.config import to_dict
+    from videogen.config_loader import to_dict
     from videogen.export import state_dict_sha256
 
     info = transformer.export_info

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from videogen.config import check
+from videogen.config_loader import check
 from videogen.data.config import DataConfig
 
 

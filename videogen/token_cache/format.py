@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from videogen import atomic
-from videogen.config import from_dict, read_yaml, to_dict
+from videogen.config_loader import from_dict, read_yaml, to_dict
 from videogen.errors import UserError
 from videogen.tokenizer.config import TokenizerConfig
 

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from videogen.config import ConfigError, check
+from videogen.config_loader import ConfigError, check
 
 QUANTIZERS = ("lfq", "fsq", "bsq", "vq")
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videogen.config import check
+from videogen.config_loader import check
 
 
 @dataclass

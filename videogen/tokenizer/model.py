@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from videogen.config import ConfigError, from_dict, read_yaml, to_dict
+from videogen.config_loader import ConfigError, from_dict, read_yaml, to_dict
 from videogen.errors import UserError
 from videogen.export import save_export
 from videogen.tokenizer.bsq import BSQ

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from videogen.config import from_dict
+from videogen.config_loader import from_dict
 from videogen.tokenizer.causal_conv import TemporalCausalConv
 from videogen.tokenizer.config import QUANTIZERS, TokenizerConfig
 from videogen.tokenizer.model import VideoTokenizer

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import videogen
-from videogen.config import check, from_dict, load_config
+from videogen.config_loader import check, from_dict, load_config
 from videogen.data.config import DataConfig
 from videogen.frame_rule import fits_frame_rule, frame_rule
 from videogen.tokenizer.config import TokenizerConfig
@@ -227,6 +227,6 @@ def load_training_config(
 ) -> TokenizerTrainingConfig:
     """The dataclass defaults (the reference recipe, preset B) <- a YAML file of deltas
     (``configs/tokenizer/default.yaml``, the CPU run, when None) <- dotted overrides
-    (:func:`videogen.config.load_config`). Bad keys or values raise :class:`~videogen.config.ConfigError`
+    (:func:`videogen.config_loader.load_config`). Bad keys or values raise :class:`~videogen.config_loader.ConfigError`
     (exit code 2). A ``model:`` section that names a ``preset`` starts from it, deltas merged key by key."""
     return load_config(TokenizerTrainingConfig, config_path, overrides, default_path=DEFAULT_CONFIG)

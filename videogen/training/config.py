@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from videogen.config import check
+from videogen.config_loader import check
 
 
 @dataclass

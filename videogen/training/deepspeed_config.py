@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from videogen.config import deep_merge
+from videogen.config_loader import deep_merge
 from videogen.errors import UserError
 from videogen.training.config import OptimizerConfig, TrainConfig
 

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from videogen.config import to_dict
+from videogen.config_loader import to_dict
 from videogen.errors import UserError
 from videogen.training.checkpoint import CheckpointManager, read_meta
 

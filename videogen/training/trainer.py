@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from videogen.collectives import any_rank, barrier, broadcast_
-from videogen.config import save_config
+from videogen.config_loader import save_config
 from videogen.errors import UserError
 from videogen.export import export_model, export_pretrained
 from videogen.training.checkpoint import CheckpointManager

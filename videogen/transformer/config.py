@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from videogen.config import check
+from videogen.config_loader import check
 from videogen.transformer.vocab import TASK_FAMILIES, sub_token_sizes
 
 MAX_SINGLE_HEAD_SIZE = 2**16

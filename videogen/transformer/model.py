@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from videogen.config import ConfigError, from_dict, to_dict
+from videogen.config_loader import ConfigError, from_dict, to_dict
 from videogen.errors import UserError
 from videogen.export import (
     TRANSFORMER_FORMAT_VERSION,

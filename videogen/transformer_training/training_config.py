@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import videogen
-from videogen.config import check, from_dict, load_config
+from videogen.config_loader import check, from_dict, load_config
 from videogen.data.config import DataConfig
 from videogen.errors import UserError
 from videogen.training.config import RunConfig, TrainConfig
@@ -231,6 +231,6 @@ class TransformerTrainingConfig:
 
 def load_training_config(path: str | Path | None, overrides: Iterable[str] = ()) -> TransformerTrainingConfig:
     """The dataclass defaults <- a YAML file of deltas (``configs/transformer/default.yaml`` when None)
-    <- dotted overrides (:func:`videogen.config.load_config`). ``masking.tasks`` and other mappings
+    <- dotted overrides (:func:`videogen.config_loader.load_config`). ``masking.tasks`` and other mappings
     given in the file replace the default mapping as a whole."""
     return load_config(TransformerTrainingConfig, path, overrides, default_path=DEFAULT_CONFIG)
