@@ -148,7 +148,8 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "lfq-12-bits": ("LFQ 12 bits (4096 codes) per position", ["model.lfq.bits=12"]),
 }
 
-# a constant learning rate after the warmup (cosine over a million steps), nothing but training in the budget;
+# a constant learning rate after the warmup (cosine over a million steps), nothing but training in the budget,
+# no decoder fine-tune;
 # the base of every row is the recipe the study ran on: 16 clips of 5 frames (the default now trains on 8 clips
 # of 9 frames, row clips-9-lr-1e-3)
 FIXED = [
@@ -157,6 +158,8 @@ FIXED = [
     "train.log.eval_every_steps=0",
     "data.num_frames=5",
     "train.engine.micro_batch_size=16",
+    "decoder_finetune.fraction=0",  # stage 1 alone (the default's stage 2 came after this study)
+    "train.schedule.cooldown_steps=0",
 ]
 
 

@@ -218,6 +218,61 @@ def test_resume_continues_the_step_count_and_the_data(gan_run, tmp_path):
     assert json.loads((run_dir / "eval.json").read_text())["step"] == 5
 
 
+def raw_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint / "generator" / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+
+
+@pytest.mark.slow
+def test_decoder_finetune_freezes_the_ema_encoder_and_trains_the_decoder_on_whole_frames(tmp_path, sample):
+    """Steps 3-4 of 4 are the decoder fine-tune; then step 4 is trained again, resumed from step 3."""
+    args = overrides(
+        tmp_path,
+        sample,
+        "stage2",
+        **{
+            "data.crop_size": 16,
+            "train.max_steps": 4,
+            "decoder_finetune.fraction": 0.5,
+            "decoder_finetune.micro_batch_size": 1,
+            "train.checkpoint.every_steps": 1,
+            "train.checkpoint.keep_last": 5,
+            "train.ema_decay": 0.5,  # an EMA far from the raw weights after 2 steps
+        },
+    )
+    code, _, err = train(args)
+    assert code == 0, err[-3000:]
+    run_dir = tmp_path / "stage2"
+    log = (run_dir / "log.txt").read_text()
+    assert "decoder fine-tune: steps 3-4 train the decoder alone on whole frames, 1 clips per step" in log
+    checkpoints = run_dir / "checkpoints"
+    ema_at_switch = load_file(str(checkpoints / "step_00000002" / "ema_generator.safetensors"))
+    raw = {step: raw_weights(checkpoints / f"step_{step:08d}") for step in (2, 3, 4)}
+    frozen = [k for k in raw[2] if k.startswith(("encoder.", "quantizer."))]
+    decoder = [k for k in raw[2] if k.startswith("decoder.") and k.endswith(".weight")]
+    assert frozen and decoder
+    assert any(not torch.equal(raw[2][k], ema_at_switch[k]) for k in frozen)  # raw != EMA before the switch
+
+    def assert_stage_two(weights: dict[str, torch.Tensor], previous: dict[str, torch.Tensor]) -> None:
+        assert all(torch.equal(weights[k], ema_at_switch[k]) for k in frozen)  # the EMA encoder, frozen
+        assert all(not torch.equal(weights[k], previous[k]) for k in decoder)  # the decoder learns
+
+    assert_stage_two(raw[3], raw[2])
+    assert_stage_two(raw[4], raw[3])
+    export = load_file(str(run_dir / "export" / "model.safetensors"))
+    assert all(torch.equal(export[k], ema_at_switch[k]) for k in frozen)
+    before = client_state(checkpoints / "step_00000002")["states"]
+    after = client_state(checkpoints / "step_00000004")["states"]
+    assert after["data"] == before["data"]  # stage 1's data position stays where stage 1 left it
+    assert after["data_decoder_finetune"]["position"] == before["data_decoder_finetune"]["position"] + 2
+
+    # resumed inside stage 2 (the checkpoint restores the learning rates): the encoder stays frozen
+    shutil.rmtree(checkpoints / "step_00000004")
+    (checkpoints / "latest").write_text("step_00000003")
+    code, _, err = train(args)
+    assert code == 0, err[-3000:]
+    assert_stage_two(raw_weights(checkpoints / "step_00000004"), raw[3])
+
+
 @pytest.mark.slow
 def test_image_tokenizer_inflates_into_the_video_run(tmp_path, sample):
     """An image tokenizer run (1-frame batches, image evaluation, a perceptual loss from a local VGG16

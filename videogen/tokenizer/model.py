@@ -249,10 +249,17 @@ class VideoTokenizer(nn.Module):
         check_tokens(tokens, self.codebook_size)
         return self.decode(self.indices_to_codes(tokens), chunk_frames).clamp_(-1.0, 1.0)
 
-    def forward(self, video: torch.Tensor, step: int | None = None) -> TokenizerOutput:
-        """Training pass: ``video (B, 3, T, H, W)`` -> reconstruction, tokens, quantizer losses at ``step``."""
+    def forward(
+        self, video: torch.Tensor, step: int | None = None, train_encoder: bool = True
+    ) -> TokenizerOutput:
+        """Training pass: ``video (B, 3, T, H, W)`` -> reconstruction, tokens, quantizer losses at ``step``.
+
+        ``train_encoder=False`` (a decoder fine-tune): the encoder and quantizer run without autograd, so
+        only the decoder gets gradients and the encoder's backward is not paid for.
+        """
         video = self._check_video(video)
-        quant = self.quantizer(self.encoder(video), step)
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            quant = self.quantizer(self.encoder(video), step)
         reconstruction = self.decoder(quant.quantized.contiguous(memory_format=self.memory_format))
         return TokenizerOutput(
             reconstruction=reconstruction.to(torch.promote_types(reconstruction.dtype, torch.float32)),

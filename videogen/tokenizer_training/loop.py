@@ -13,11 +13,14 @@ rank a launcher started:
   (``metrics.jsonl`` and TensorBoard under ``eval/``) and ``samples/step_XXXXXX.{mp4,gif}``;
 * at the end: the final checkpoint, ``export/`` (``config.yaml`` + ``model.safetensors``, EMA
   weights, for ``VideoTokenizer.from_pretrained``), the export evaluated on the held-out split
-  (``eval.json``), ``reconstructions.{mp4,gif}`` (input | reconstruction) and a printed summary.
+  (``eval.json``), ``reconstructions.{mp4,gif}`` (input | reconstruction) and a printed summary;
+* with ``decoder_finetune.fraction``: the last steps train the decoder alone on whole frames, the tokens
+  fixed (:mod:`videogen.tokenizer_training.decoder_finetune`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ from videogen.tokenizer.discriminator import build_discriminator
 from videogen.tokenizer.inflate import inflate_image_to_video
 from videogen.tokenizer.losses import LeCam
 from videogen.tokenizer.perceptual import build_perceptual_loss
+from videogen.tokenizer_training.decoder_finetune import EncoderFreeze, StagedBatches, generator_param_groups
 from videogen.tokenizer_training.evaluation import HeldOutEvaluator, check_eval_data
 from videogen.tokenizer_training.step import SHOWN, TokenizerStep
 from videogen.tokenizer_training.training_config import TokenizerTrainingConfig, load_training_config
@@ -163,7 +167,17 @@ def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
     gan = cfg.loss.gan
     with Trainer(cfg.train, cfg.run, dist, config=cfg) as trainer:
         info = trainer.logger.info
-        gen = trainer.add_engine("generator", build_generator(cfg, trainer), ema=True)
+        model = build_generator(cfg, trainer)
+        stage_two = cfg.decoder_finetune
+        switch = cfg.train.max_steps - stage_two.steps(
+            cfg.train.max_steps
+        )  # first step of the decoder fine-tune
+        groups, frozen_groups = (
+            generator_param_groups(model, cfg.train.optimizer.weight_decay)
+            if stage_two.fraction
+            else (None, [])
+        )
+        gen = trainer.add_engine("generator", model, ema=True, param_groups=groups)
         dis = lecam = None
         if gan.enabled:
             dis = trainer.add_engine(
@@ -185,13 +199,37 @@ def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
             cfg.data, "train", cfg.train.engine.micro_batch_size, dist.rank, dist.world_size, cfg.train.seed
         )
         trainer.register("data", sampler)
+        batches: Any = loader
+        freeze = None
+        if stage_two.fraction:
+            data_two = dataclasses.replace(
+                cfg.data,
+                crop_size=stage_two.crop_size,
+                image_batch_size=stage_two.image_batch_size or cfg.data.image_batch_size,
+            )
+            clips = stage_two.micro_batch_size or cfg.train.engine.micro_batch_size
+            loader_two, sampler_two = build_loader(
+                data_two, "train", clips, dist.rank, dist.world_size, cfg.train.seed + 1
+            )
+            trainer.register("data_decoder_finetune", sampler_two)
+            batches = StagedBatches(trainer, loader, loader_two, switch)
+            freeze = EncoderFreeze(gen, trainer.emas.get("generator"), switch, frozen_groups)
+            crop = (
+                f"{stage_two.crop_size}x{stage_two.crop_size} crops"
+                if stage_two.crop_size
+                else "whole frames"
+            )
+            info(
+                f"decoder fine-tune: steps {switch + 1}-{cfg.train.max_steps} train the decoder alone on "
+                f"{crop}, {clips} clips per step (encoder and quantizer frozen at their EMA weights)"
+            )
         monitor = trainer.register(
             "data_failures",
             FailureMonitor(cfg.data.max_failure_fraction, cfg.data.min_samples_before_failure_check),
         )
         first_step = trainer.resume()
         evaluator = HeldOutEvaluator(cfg, dist.device) if cfg.data.val and dist.is_main else None
-        step_fn = TokenizerStep(trainer, cfg.loss, gen, dis, lecam, perceptual, monitor)
+        step_fn = TokenizerStep(trainer, cfg.loss, gen, dis, lecam, perceptual, monitor, freeze=freeze)
 
         def evaluate(step: int) -> dict[str, float] | None:
             scalars = None
@@ -220,7 +258,7 @@ def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
 
         fit_started = time.time()
         trainer.fit(
-            loader, step_fn, evaluate=evaluate if cfg.data.val else None, media=step_fn.media, show=SHOWN
+            batches, step_fn, evaluate=evaluate if cfg.data.val else None, media=step_fn.media, show=SHOWN
         )
         timing = {
             "started": started,

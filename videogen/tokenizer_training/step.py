@@ -13,7 +13,8 @@ Works for ZeRO 0-2 with two DeepSpeed engines: the generator's adversarial term 
 ``discriminator_logits_detached`` (``functional_call`` with detached weights), the real logits come
 from ``dis.module`` (R1's ``autograd.grad`` must not trigger ZeRO's reduction hooks) and the fake ones
 from the engine. Every decision (GAN on, R1 due) depends only on step counters, so all ranks take
-the same branches and issue the same collectives.
+the same branches and issue the same collectives. In a decoder fine-tune (``freeze``, from its first
+step on) the encoder runs without autograd and only the decoder learns.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from videogen.tokenizer.losses import (
     reconstruction_loss,
 )
 from videogen.tokenizer.perceptual import PerceptualLoss
+from videogen.tokenizer_training.decoder_finetune import EncoderFreeze
 from videogen.tokenizer_training.training_config import LossConfig
 from videogen.training.trainer import Trainer
 
@@ -74,6 +76,7 @@ class TokenizerStep:
         perceptual: PerceptualLoss | None,
         monitor: FailureMonitor,
         media_samples: int = 2,
+        freeze: EncoderFreeze | None = None,
     ) -> None:
         self.trainer = trainer
         self.loss = loss
@@ -84,6 +87,7 @@ class TokenizerStep:
         self.perceptual = perceptual
         self.monitor = monitor
         self.media_samples = media_samples
+        self.freeze = freeze
         self.last_pair: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def gan_active(self, step: int) -> bool:
@@ -97,7 +101,8 @@ class TokenizerStep:
         gan_on = self.gan_active(step)
 
         # ---------------------------------------------------------------- generator
-        out = self.gen(x, step)
+        decoder_only = self.freeze is not None and self.freeze.in_stage_two(step)
+        out = self.gen(x, step, train_encoder=not decoder_only)
         fake = out.reconstruction  # (B, 3, T, H, W) fp32, not clamped
         rec = reconstruction_loss(fake, x, self.loss.reconstruction)
         g_loss = self.loss.reconstruction_weight * rec + out.quantizer_loss.float()

@@ -3,7 +3,8 @@
 Sections: ``run`` (name, root), ``data`` (:class:`~videogen.data.DataConfig`), ``model``
 (:class:`~videogen.tokenizer.TokenizerConfig`: a ``preset`` plus deltas), ``loss`` (reconstruction,
 perceptual, GAN), ``train`` (engine, optimizer, schedule, checkpoints, logging cadence), ``eval``
-(what the periodic and final held-out evaluations cover) and ``init_from_image``.
+(what the periodic and final held-out evaluations cover), ``decoder_finetune`` (an optional second
+stage: the decoder alone on whole frames, tokens fixed) and ``init_from_image``.
 
 The dataclass defaults are the CPU default run (``configs/tokenizer/default.yaml`` spells them out).
 The tokenizer's optimizer defaults to Adam (0.5, 0.9), lr 1e-4 (Open-MAGVIT2), for the generator and
@@ -157,6 +158,37 @@ class EvalConfig:
             )
 
 
+@dataclass
+class DecoderFinetuneConfig:
+    """Stage 2 of a run (VidTok's second stage, MaskBit's decoder fine-tune): the last ``fraction`` of
+    ``train.max_steps`` train the decoder alone, on whole frames.
+
+    At the first step of stage 2 the encoder and the quantizer take their EMA weights and stop learning
+    (learning rate 0; they run without autograd), so the token ids are fixed from then on and the
+    decoder fits them; its batches are ``crop_size`` crops (null = whole frames: the statistics the
+    decoder's GroupNorms see at inference) of ``micro_batch_size`` clips and ``image_batch_size``
+    images (null = the stage-1 sizes). The optimizer, schedule and EMA go on as before. A fraction, not
+    a step count, so that any ``train.max_steps`` keeps the split.
+    """
+
+    fraction: float = 0.0  # of train.max_steps; 0 = no second stage
+    crop_size: int | None = None
+    micro_batch_size: int | None = None
+    image_batch_size: int | None = None
+
+    def steps(self, max_steps: int) -> int:
+        """Stage 2's share of ``max_steps`` optimizer steps."""
+        return round(self.fraction * max_steps)
+
+    def validate(self) -> None:
+        check(
+            0 <= self.fraction < 1, "fraction", self.fraction, "must be in [0, 1) (0 = no decoder fine-tune)"
+        )
+        for name in ("micro_batch_size", "image_batch_size"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, name, value, "must be null or >= 1")
+
+
 def _tiny() -> TokenizerConfig:
     return from_dict(TokenizerConfig, {"preset": "tiny"})
 
@@ -185,6 +217,7 @@ class TokenizerTrainingConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    decoder_finetune: DecoderFinetuneConfig = field(default_factory=DecoderFinetuneConfig)
     init_from_image: str | None = None  # image tokenizer export, last-tap inflated into the video model
 
     def validate(self) -> None:
@@ -206,6 +239,13 @@ class TokenizerTrainingConfig:
             "data.crop_size",
             self.data.crop_size,
             f"must be a multiple of the model's spatial factor {self.model.spatial_factor}",
+        )
+        crop = self.decoder_finetune.crop_size
+        check(
+            crop is None or (crop % self.model.spatial_factor == 0 and 8 <= crop <= self.data.resolution),
+            "decoder_finetune.crop_size",
+            crop,
+            f"must be null or a multiple of {self.model.spatial_factor} in [8, data.resolution]",
         )
         frames = self.eval.num_frames
         check(

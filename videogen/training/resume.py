@@ -80,6 +80,10 @@ WHY_FIXED = (
     ("train.engine.*", "the batch size and the engine layout (ZeRO stage, precision) are fixed for a run"),
     ("train.seed", "the data order depends on the seed"),
     ("data.*", "the data, its geometry and the data position are fixed for a run"),
+    (
+        "decoder_finetune.*",
+        "the decoder fine-tune shapes the optimizer's groups and has its own data position",
+    ),
     ("*", "it is fixed for a run"),
 )
 
@@ -155,10 +159,11 @@ def apply_peak_lr(engine: Any, lr: float) -> float | None:
     (None when they agree). The LR multiplier is the config's, at the restored step."""
     scheduler = getattr(engine, "lr_scheduler", None)
     base_lrs = getattr(scheduler, "base_lrs", None)
-    if not base_lrs or all(abs(base - lr) <= 1e-12 * max(1.0, lr) for base in base_lrs):
+    learning = [base for base in base_lrs or [] if base != 0]  # a group at 0 is frozen (a decoder fine-tune)
+    if not learning or all(abs(base - lr) <= 1e-12 * max(1.0, lr) for base in learning):
         return None
-    restored = float(base_lrs[0])
-    scheduler.base_lrs = [lr for _ in base_lrs]
+    restored = float(learning[0])
+    scheduler.base_lrs = [lr if base != 0 else 0.0 for base in base_lrs]
     lrs = [lr * factor(scheduler.last_epoch) for factor in scheduler.lr_lambdas]
     for group, value in zip(scheduler.optimizer.param_groups, lrs):
         group["initial_lr"] = lr
