@@ -71,6 +71,7 @@ def overrides(root: Path, sample, name: str, **extra) -> list[str]:
         "eval.sets": "{}",  # no data/sample here
         "loss.gan.generator_weight": 0.0,
         "loss.gan.discriminator.base_channels": 8,
+        "decoder_finetune.fraction": 0,  # stage 1 alone, unless a test asks for stage 2
         **extra,
     }
     return [
@@ -385,12 +386,18 @@ def test_real_data_configs_load_and_chain_image_to_video():
 @pytest.mark.slow
 def test_two_processes_run_the_real_loop_in_bf16(tmp_path, sample):
     """``torch.distributed.run`` with 2 CPU ranks (gloo), ZeRO-2, bf16 (the GPU precision; the quantizer's
-    fp32 codes must reach the bf16 decoder), GAN with R1: trains, checkpoints per-rank shards, exports."""
+    fp32 codes must reach the bf16 decoder), GAN with R1, step 2 a decoder fine-tune (the EMA encoder
+    copied into ZeRO's fp32 shards): trains, checkpoints per-rank shards, exports."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(ROOT)}
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     extra = {**GAN, "train.max_steps": 2, "train.log.tensorboard": False, "train.engine.precision": "bf16"}
-    args = overrides(tmp_path, sample, "ddp", **extra)
+    stage_two = {
+        "decoder_finetune.fraction": 0.5,
+        "decoder_finetune.image_batch_size": BATCH,
+        "train.checkpoint.every_steps": 1,
+    }
+    args = overrides(tmp_path, sample, "ddp", **extra, **stage_two)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command += ["-m", "videogen", "train", "tokenizer", *args]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
@@ -401,3 +408,8 @@ def test_two_processes_run_the_real_loop_in_bf16(tmp_path, sample):
     # one optimizer shard per rank (bf16 shards are named bf16_zero_pp_rank_*)
     assert len(list((latest / "generator").glob("*zero_pp_rank_*_optim_states.pt"))) == 2
     assert (tmp_path / "ddp" / "export" / "model.safetensors").is_file()
+    assert "decoder fine-tune: steps 2-2" in (tmp_path / "ddp" / "log.txt").read_text()
+    ema = load_file(str(tmp_path / "ddp" / "checkpoints" / "step_00000001" / "ema_generator.safetensors"))
+    export = load_file(str(tmp_path / "ddp" / "export" / "model.safetensors"))
+    frozen = [k for k in ema if k.startswith("encoder.")]
+    assert frozen and all(torch.equal(export[k], ema[k].to(torch.bfloat16).float()) for k in frozen)

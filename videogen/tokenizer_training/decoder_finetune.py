@@ -68,6 +68,8 @@ class EncoderFreeze:
         for name, value in self.ema.state_dict().items():
             if name.startswith(FROZEN_PREFIXES):
                 state[name].copy_(value.to(state[name].device, state[name].dtype))
+                value.copy_(state[name])  # a bf16 module rounds them: the EMA takes the rounded weights too,
+                # so it stays equal to the frozen weights (and the export encodes as the decoder was trained)
         refresh = getattr(self.engine.optimizer, "refresh_fp32_params", None)
         if refresh is not None:
             refresh()
