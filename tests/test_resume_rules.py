@@ -47,6 +47,7 @@ def copy_run(first_run: dict, tmp_path: Path) -> tuple[Path, list[str]]:
         ("train.engine.zero_stage=0", "2"),
         ("train.optimizer.name=adamw", "adam"),
         ("train.seed=7", "0"),
+        ("decoder_finetune.fraction=0.5", "0"),
     ],
 )
 def test_resume_refuses_a_change_to_what_the_run_is(first_run, tmp_path, change, old):
