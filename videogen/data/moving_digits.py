@@ -1,9 +1,11 @@
-"""Moving digits: two colored digits bouncing inside a dark, tinted frame (a small video task with labels).
+"""Moving digits: two colored digits of one class bouncing inside a dark, tinted frame (a small video
+task with labels).
 
 Digits are drawn with Pillow's bundled font (``ImageFont.load_default(size=...)``), so nothing is
-downloaded. Each digit moves at a constant random velocity and reflects off the walls. The label of
-a clip is the class (0-9) of its FIRST digit, the one drawn behind; the second digit is uniform
-random. Everything is a function of the ``rng`` passed in, so a seed fixes the frames exactly.
+downloaded. Each digit moves at a constant random velocity and reflects off the walls. Both digits of
+a clip are its class (0-9), in two clearly different colours, so the label describes every frame (a
+classifier of single frames can tell it, and a generated frame of class k must show k's). Everything
+is a function of the ``rng`` passed in, so a seed fixes the frames exactly.
 """
 
 from __future__ import annotations
@@ -74,13 +76,13 @@ def _trajectory(rng: np.random.Generator, num_frames: int, room: tuple[int, int]
 def render_moving_digits(
     rng: np.random.Generator, num_frames: int = 33, size: int = 64, label: int | None = None
 ) -> tuple[np.ndarray, int]:
-    """One clip: uint8 ``(num_frames, size, size, 3)`` and its label (the first digit, 0-9).
+    """One clip: uint8 ``(num_frames, size, size, 3)`` and its label (the class of both digits, 0-9).
 
-    ``label`` picks the first digit (random if None); the second digit is random.
+    ``label`` picks the class (random if None).
     """
     glyphs = digit_glyphs(size)
-    first = int(rng.integers(NUM_CLASSES)) if label is None else int(label)
-    digits = [first, int(rng.integers(NUM_CLASSES))]
+    label = int(rng.integers(NUM_CLASSES)) if label is None else int(label)
+    digits = [label, label]
     hues = [rng.random()]
     hues.append((hues[0] + rng.uniform(0.25, 0.75)) % 1.0)  # two clearly different colors
     frames = np.repeat(_background(rng, size)[None], num_frames, axis=0)  # (T, S, S, 3)
@@ -94,4 +96,4 @@ def render_moving_digits(
             alpha = mask[..., None]  # (h, w, 1)
             region *= 1 - alpha
             region += alpha * color
-    return np.clip(np.round(frames), 0, 255).astype(np.uint8), first
+    return np.clip(np.round(frames), 0, 255).astype(np.uint8), label

@@ -2,8 +2,8 @@
 
 Layout under ``root`` (default ``data/sample``)::
 
-    train.jsonl, val.jsonl   moving-digits clips; label = class (0-9) of the first digit, clip i has
-                             label i % 10 so the classes are balanced; the second digit is random
+    train.jsonl, val.jsonl   moving-digits clips; label = class (0-9) of both digits, clip i has
+                             label i % 10 so the classes are balanced
     classes.json             ["0", ..., "9"]
     images.jsonl             stills for joint image-video training: single frames of moving digits
                              (labelled), then crops of the training photos (no label)
@@ -50,7 +50,7 @@ from videogen.parallel import map_unordered
 from videogen.video_io import probe_video, read_video, write_image, write_video
 
 STAMP_FILE = "sample.json"
-SAMPLE_VERSION = 2
+SAMPLE_VERSION = 3  # 3: both digits of a clip are its class (2: the second was random)
 _SPLIT_IDS = {"train": 0, "val": 1, "images": 2, "real_train": 3, "real_val": 4, "real_images": 5}
 
 

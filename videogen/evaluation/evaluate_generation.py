@@ -3,8 +3,7 @@
 
 ``samples_per_class`` images (or clips) of every class are generated with seeds ``seed + 1000 k + i``
 and judged by a small frame classifier of the data's labels (``evaluation.classifier``: trained on
-real frames of the classifier data, cached in a folder) -- top-1, and top-2 because the sample data's
-clips hold two digits (the label is the one drawn behind). A clip's class is the mean of its frames'
+real frames of the classifier data, cached in a folder) -- top-1 and top-2. A clip's class is the mean of its frames'
 log-probabilities. Beside it: the classifier on the held-out real clips (frame 0 for images) and on
 their tokenizer reconstructions (the ceiling), chance, and the fraction of distinct outputs: a
 sample within :data:`DUPLICATE_PSNR_DB` of an earlier one of its class counts once (mode collapse).
