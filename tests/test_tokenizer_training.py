@@ -355,7 +355,7 @@ def test_the_default_run_is_its_yaml_over_the_dataclass_defaults():
     assert (
         cfg.model
         == VideoTokenizer.from_preset(
-            "tiny", patch_size=4, spatial_downsample=(False, False), conv="factorized"
+            "tiny", patch_size=4, spatial_downsample=(False, False), conv="factorized", lfq={"bits": 12}
         ).config
     )
     assert cfg.train.optimizer.name == "adam" and cfg.train.optimizer.betas == (0.9, 0.99)
@@ -363,7 +363,8 @@ def test_the_default_run_is_its_yaml_over_the_dataclass_defaults():
 
 def test_overrides_keep_the_preset_and_the_tokenizer_optimizer_defaults():
     cfg = load_training_config(None, ["model.lfq.entropy_weight=0.2", "train.optimizer.lr=0.002"])
-    assert cfg.model.lfq.bits == 10 and cfg.model.lfq.entropy_weight == 0.2  # tiny's other lfq keys stay
+    assert cfg.model.lfq.bits == 12 and cfg.model.lfq.entropy_weight == 0.2  # the YAML's bits stay
+    assert cfg.model.lfq.commitment_weight == 0.0  # and tiny's other lfq keys
     assert cfg.train.optimizer.betas == (0.9, 0.99) and cfg.train.optimizer.lr == 0.002  # the YAML's
     assert cfg.loss.gan.optimizer.betas == (0.5, 0.9)  # the dataclass default
 
