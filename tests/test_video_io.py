@@ -140,6 +140,18 @@ def test_gif_round_trip(tmp_path, pattern, frame_index_of):
     assert probe_video(path) == VideoInfo(6, 10.0, 64, 96)
 
 
+def test_gif_keeps_repeated_frames(tmp_path, pattern, frame_index_of):
+    """Pillow stores a run of identical frames as one longer frame; reading gives every frame back."""
+    order = [0, 1, 1, 2, 3, 3, 3, 4]
+    frames = np.stack([pattern(i) for i in order])
+    path = write_video(tmp_path / "still.gif", frames, fps=10)
+    with Image.open(path) as image:
+        assert image.n_frames == 5  # what Pillow wrote
+    back = read_video(path)
+    assert back.shape == (8, 64, 96, 3) and frame_index_of(back) == order
+    assert probe_video(path) == VideoInfo(8, 10.0, 64, 96)
+
+
 def test_images_round_trip_and_drop_alpha(tmp_path, pattern):
     image = pattern(7)
     np.testing.assert_array_equal(read_image(write_image(tmp_path / "a.png", image)), image)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fractions
+import math
 import os
 import re
 import sys
@@ -108,7 +109,7 @@ def read_video(
     path = _check_file(path)
     idx = None if indices is None else np.asarray(indices, dtype=np.int64)
     if path.suffix.lower() == ".gif":
-        frames = _read_gif(path)
+        frames, _ = _read_gif(path)
         if idx is None:
             return frames
         _check_indices(idx, len(frames), path)
@@ -331,14 +332,27 @@ def _pyav_range(container, stream, lo: int, wanted: np.ndarray, fps: float, seek
     return out[:filled]
 
 
-def _read_gif(path: Path) -> np.ndarray:
+def _read_gif(path: Path) -> tuple[np.ndarray, int | None]:
+    """Every frame of a gif and the duration of one frame in ms (None when the file gives none).
+
+    Pillow writes a run of identical frames as one frame shown k times as long, so a frame is repeated
+    by its duration over the gcd of all durations: the frames that were written (unless every frame
+    was part of such a run)."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(image)])
+            frames, durations = [], []
+            for frame in ImageSequence.Iterator(image):
+                frames.append(np.asarray(frame.convert("RGB")))
+                durations.append(int(frame.info.get("duration") or 0))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise VideoDecodeError(f"gif '{path}' cannot be read ({_first_line(e)})") from None
+    video = np.stack(frames)
+    if min(durations) <= 0:
+        return video, None
+    frame_ms = math.gcd(*durations)
+    return np.repeat(video, np.array(durations) // frame_ms, axis=0), frame_ms
 
 
 # ----------------------------------------------------------------------------- probing
@@ -353,12 +367,8 @@ def probe_video(path: str | Path, backend: Backend = "decord", verify: bool = Tr
     _check_backend(backend)
     path = _check_file(path)
     if path.suffix.lower() == ".gif":
-        from PIL import Image
-
-        frames = _read_gif(path)
-        with Image.open(path) as image:
-            duration_ms = image.info.get("duration") or 100
-        return VideoInfo(len(frames), 1000.0 / duration_ms, frames.shape[1], frames.shape[2])
+        frames, frame_ms = _read_gif(path)
+        return VideoInfo(len(frames), 1000.0 / (frame_ms or 100), frames.shape[1], frames.shape[2])
     info = None
     if backend == "decord":
         try:
