@@ -41,7 +41,7 @@ def copy_run(first_run: dict, tmp_path: Path) -> tuple[Path, list[str]]:
     "change, old",
     [
         ("model.base_channels=32", "16"),
-        ("model.lfq.bits=8", "10"),
+        ("model.lfq.bits=8", "12"),  # the default YAML's bits
         ("data.num_frames=9", "5"),
         ("train.engine.micro_batch_size=1", "2"),
         ("train.engine.zero_stage=0", "2"),
