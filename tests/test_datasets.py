@@ -192,10 +192,11 @@ def test_broken_files_are_substituted_and_counted(tmp_path, video_files):
 
 
 def test_preloaded_items_equal_decoded_items_and_failures_are_still_substituted(tmp_path, video_files):
-    source = _bad_manifest(tmp_path, video_files)
+    source = _bad_manifest(tmp_path, video_files)  # the good file listed 3 times, then 3 broken ones
     decoded = VideoClipDataset(source, num_frames=17, resolution=32, seed=0)
     preloaded = VideoClipDataset(source, num_frames=17, resolution=32, seed=0, preload=True)
-    assert preloaded.cache.num_failed == 3 and 0 < preloaded.cache.nbytes < 3 * 40 * 32 * 48 * 3 + 1
+    # the good file is decoded and kept once: 40 frames of 32x48 (64x96 at short side 32)
+    assert preloaded.cache.num_failed == 3 and preloaded.cache.nbytes == 40 * 32 * 48 * 3
     for i in range(len(decoded)):
         a, b = decoded[i], preloaded[i]
         assert (a["index"], a["num_failed"]) == (b["index"], b["num_failed"])

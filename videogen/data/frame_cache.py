@@ -6,7 +6,8 @@ stored as uint8 ``(T, H', W', 3)`` with the short side resized to ``resolution``
 transform would do first; its crop and flip still run per item). Decoding runs in threads (the
 decoders release the GIL) with a progress bar. A file that fails keeps its error: asking for its
 frames raises :class:`~videogen.video_io.VideoDecodeError`, so the dataset substitutes and counts it
-exactly as when it decodes per item. Built in the main process before the DataLoader forks, the
+exactly as when it decodes per item. A file a manifest lists more than once (to weight it up) is decoded
+and kept once. Built in the main process before the DataLoader forks, the
 arrays are shared with the workers.
 """
 
@@ -31,10 +32,16 @@ def _resized(frames: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())  # (T, 3, H', W') -> (T, H', W', 3)
 
 
+def _first_rows(manifest: Manifest) -> list[int]:
+    """For each row, the first row with the same file (a manifest may list a file more than once)."""
+    first: dict[str, int] = {}
+    return [first.setdefault(str(path), row) for row, path in enumerate(manifest.paths)]
+
+
 def estimated_bytes(manifest: Manifest, resolution: int, kind: Literal["video", "image"]) -> int:
     """Memory the cache of ``manifest`` would take (uint8, short side ``resolution``)."""
     total = 0
-    for row in range(len(manifest)):
+    for row in sorted(set(_first_rows(manifest))):  # a file listed twice is kept once
         height, width = int(manifest.heights[row]), int(manifest.widths[row])
         frames = 1 if kind == "image" else int(manifest.num_frames[row])
         if min(height, width) <= 0:  # size not in the manifest: count a square frame
@@ -63,6 +70,9 @@ class FrameCache:
                 f"{resolution} px, over data.preload_max_gb={max_gb}; raise that or set data.preload=false"
             )
         self.resolution = resolution
+        # a file listed more than once (a manifest that weights some files up) is decoded and kept once
+        self._first_row = _first_rows(manifest)
+        unique = sorted(set(self._first_row))
         self._frames: list[np.ndarray | None] = [None] * len(manifest)
         self._errors: dict[int, str] = {}
 
@@ -74,10 +84,9 @@ class FrameCache:
             except VideoDecodeError as e:
                 self._errors[row] = str(e)
 
-        rows = range(len(manifest))
-        bar = tqdm(total=len(manifest), desc=f"preload {manifest.source}", unit="file", dynamic_ncols=True)
+        bar = tqdm(total=len(unique), desc=f"preload {manifest.source}", unit="file", dynamic_ncols=True)
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for _ in pool.map(decode, rows):
+            for _ in pool.map(decode, unique):
                 bar.update()
         bar.close()
 
@@ -95,7 +104,8 @@ class FrameCache:
     def frames(self, row: int, indices: np.ndarray | None = None) -> np.ndarray:
         """uint8 ``(T, H', W', 3)`` frames of ``row`` (``indices`` picks some); a row that failed to
         decode raises :class:`VideoDecodeError` with its original message."""
-        if row in self._errors:
-            raise VideoDecodeError(self._errors[row])
-        frames = self._frames[row]
+        first = self._first_row[row]
+        if first in self._errors:
+            raise VideoDecodeError(self._errors[first])
+        frames = self._frames[first]
         return frames if indices is None else frames[np.asarray(indices)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import signal
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -301,15 +301,18 @@ def build_loader(
     return loader, sampler
 
 
-def prepare_data(cfg: DataConfig, params: SampleParams | None = None) -> None:
-    """Generate the sample data (with ``params``) if ``cfg`` points into ``data/sample`` and it is missing.
+def prepare_data(
+    cfg: DataConfig, params: SampleParams | None = None, more: Iterable[str | None] = ()
+) -> None:
+    """Generate the sample data (with ``params``) if ``cfg`` (or a manifest in ``more``) points into
+    ``data/sample`` and it is missing.
 
     Safe to call from every rank at once (the folder appears atomically). Other paths are left alone.
     """
     from videogen.data.sample_data import ensure_sample_data
 
     sample_root = Path(DEFAULT_SAMPLE_DIR).resolve()
-    for path in (cfg.train, cfg.val, cfg.image_data):
+    for path in (cfg.train, cfg.val, cfg.image_data, *more):
         if path and not Path(path).exists() and Path(path).resolve().parent == sample_root:
             ensure_sample_data(sample_root, params)
             return

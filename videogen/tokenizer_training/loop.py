@@ -204,6 +204,7 @@ def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
         if stage_two.fraction:
             data_two = dataclasses.replace(
                 cfg.data,
+                train=stage_two.train or cfg.data.train,
                 crop_size=stage_two.crop_size,
                 image_batch_size=stage_two.image_batch_size or cfg.data.image_batch_size,
             )
@@ -221,7 +222,7 @@ def train(cfg: TokenizerTrainingConfig, dist: DistInfo, started: float) -> int:
             )
             info(
                 f"decoder fine-tune: steps {switch + 1}-{cfg.train.max_steps} train the decoder alone on "
-                f"{crop}, {clips} clips per step (encoder and quantizer frozen at their EMA weights)"
+                f"{crop} of {data_two.train}, {clips} clips per step (encoder and quantizer frozen at their EMA weights)"
             )
         monitor = trainer.register(
             "data_failures",
@@ -281,6 +282,7 @@ def main(config_path: str | None, overrides: list[str]) -> int:
     started = time.time()
     cfg = load_training_config(config_path, list(overrides))
     with distributed_session() as dist:
-        run_on_main(lambda: prepare_data(cfg.data), "make the sample data")  # generated on first use
+        more = (cfg.decoder_finetune.train, *cfg.eval.sets.values())
+        run_on_main(lambda: prepare_data(cfg.data, more=more), "make the sample data")  # made on first use
         check_eval_data(cfg)
         return train(cfg, dist, started)

@@ -167,11 +167,13 @@ class DecoderFinetuneConfig:
     (learning rate 0; they run without autograd), so the token ids are fixed from then on and the
     decoder fits them; its batches are ``crop_size`` crops (null = whole frames: the statistics the
     decoder's GroupNorms see at inference) of ``micro_batch_size`` clips and ``image_batch_size``
-    images (null = the stage-1 sizes). The optimizer, schedule and EMA go on as before. A fraction, not
-    a step count, so that any ``train.max_steps`` keeps the split.
+    images (null = the stage-1 sizes), drawn from the manifest ``train`` (null = ``data.train``: a
+    stage 2 on part of the training data weights that part up). The optimizer, schedule and EMA go on
+    as before. A fraction, not a step count, so that any ``train.max_steps`` keeps the split.
     """
 
     fraction: float = 0.0  # of train.max_steps; 0 = no second stage
+    train: str | None = None  # stage 2's training manifest; null = data.train
     crop_size: int | None = None
     micro_batch_size: int | None = None
     image_batch_size: int | None = None
