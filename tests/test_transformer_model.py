@@ -116,6 +116,28 @@ def test_bit_input_embeds_the_binary_digits_linearly() -> None:
     assert [part.shape for part in logits.parts] == [(2, 32, 32), (2, 32, 32)]
 
 
+def test_class_input_every_adds_the_class_vector_to_every_grid_position() -> None:
+    """class_input=every: each grid input is the prefix model's input plus the class vector (the prefix
+    keeps the class token), so changing the class moves every position's input by the difference."""
+    every, prefix_only = small(10, class_input="every"), small(10)  # the same seed: the same weights
+    prefix_only.load_state_dict(every.state_dict())
+    grid = ids(2, (2, 4, 4), 10)
+    grid[1, 0] = MASK_ID
+    tasks, classes = prefix()
+    with_class = every.embed(grid, tasks, classes)  # (B, 2 + N, D)
+    plain = prefix_only.embed(grid, tasks, classes)
+    vectors = every.embed.class_embedding(classes)  # (B, D)
+    torch.testing.assert_close(with_class[:, :2], plain[:, :2])
+    torch.testing.assert_close(with_class[:, 2:], plain[:, 2:] + vectors[:, None])
+    other = (classes + 1) % 4
+    moved = every.embed(grid, tasks, other)[:, 2:] - with_class[:, 2:]
+    delta = every.embed.class_embedding(other) - vectors
+    torch.testing.assert_close(moved, delta[:, None].expand_as(moved))
+    assert every(grid, tasks, classes).parts[0].shape == (2, 32, 2**10)
+    with pytest.raises(ConfigError, match="class_input"):
+        from_dict(TransformerConfig, {"preset": "tiny", "class_input": "sum"})
+
+
 @pytest.mark.parametrize(
     "fields, words",
     [

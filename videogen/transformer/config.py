@@ -53,6 +53,9 @@ class TransformerConfig:
     # "table": one learned vector per code id (per sub-token) | "bits": the code's binary digits as +-1 through
     # one linear map (MaskBit's embedding-free bit tokens): codes that differ in a few bits get near vectors
     token_input: str = "table"
+    # "prefix": the class is one token before the grid (MaskGIT, MAGVIT) | "every": that token, and its
+    # embedding also added to every grid token's input (a class signal each position sees from step 0)
+    class_input: str = "prefix"
     dropout: float = 0.0  # on embeddings and residual branches
     attention_dropout: float = 0.0  # on attention weights; > 0 makes CPU SDPA fall back to its slow math path
     init_std: float = 0.02
@@ -118,6 +121,7 @@ class TransformerConfig:
         )
         check(self.head in ("tied", "untied"), "head", self.head, "use tied or untied")
         check(self.token_input in ("table", "bits"), "token_input", self.token_input, "use table or bits")
+        check(self.class_input in ("prefix", "every"), "class_input", self.class_input, "use prefix or every")
         if self.token_input == "bits":
             check(
                 self.codebook_size & (self.codebook_size - 1) == 0,

@@ -20,7 +20,8 @@ class InputEmbedding(nn.Module):
     ``MASK_ID`` positions take one learned vector instead. Task and class ids index their own tables,
     so no special id shares a row with a code id. Positions are factorized: the vector at latent
     ``(t, h, w)`` adds ``pos_t[t] + pos_h[h] + pos_w[w]``, so every grid up to the maximum (a 1-frame
-    image, a 5-frame video) uses the same weights.
+    image, a 5-frame video) uses the same weights. ``class_input: every`` also adds the class vector to
+    every grid position's input (the prefix token stays).
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -35,6 +36,7 @@ class InputEmbedding(nn.Module):
         self.mask_embedding = nn.Parameter(torch.zeros(dim))
         self.task_embedding = nn.Embedding(config.num_task_tokens, dim)
         self.class_embedding = nn.Embedding(config.num_classes + 1, dim)  # last row = UNCOND
+        self.class_everywhere = config.class_input == "every"
         self.pos_t = nn.Parameter(torch.zeros(config.max_frames, dim))
         self.pos_h = nn.Parameter(torch.zeros(config.max_height, dim))
         self.pos_w = nn.Parameter(torch.zeros(config.max_width, dim))
@@ -68,7 +70,8 @@ class InputEmbedding(nn.Module):
             self.pos_t[:frames, None, None] + self.pos_h[None, :height, None] + self.pos_w[None, None, :width]
         )
         x = rearrange(x + pos, "b t h w d -> b (t h w) d")
-        prefix = torch.stack(
-            [self.task_embedding(task_ids), self.class_embedding(class_ids)], dim=1
-        )  # (B, 2, D)
+        classes = self.class_embedding(class_ids)  # (B, D)
+        if self.class_everywhere:
+            x = x + classes.unsqueeze(1)
+        prefix = torch.stack([self.task_embedding(task_ids), classes], dim=1)  # (B, 2, D)
         return torch.cat([prefix, x], dim=1)
