@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from videogen.config_loader import ConfigError, from_dict
 from videogen.errors import UserError
 from videogen.transformer import MASK_ID, CommitTransformer, TransformerConfig
 from videogen.transformer.masking import commit_loss, mix_tokens, prepare_training_inputs
+from videogen.transformer.rope import axis_pairs, rope_angles, rotate
 from videogen.transformer.vocab import TASK_IDS, merge_tokens, split_tokens
 
 SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_frames": 5, "max_height": 4, "max_width": 4}
@@ -192,6 +194,80 @@ def test_logits_cover_codes_only() -> None:
     assert drawn.min() >= 0 and drawn.max() < 2**18 and (log_prob <= 0).all()
     single = small(10).eval()(ids(bits=10), tasks, classes)
     assert [p.shape[-1] for p in single.parts] == [1024]
+
+
+def test_class_input_adaln_starts_as_the_prefix_model_and_modulates_every_position() -> None:
+    """class_input=adaln: the modulation starts at zero, so the model equals the prefix model; a block
+    scales and shifts both layer norms' outputs by a linear map of the condition vector (DiT's adaLN)."""
+    adaln, prefix_only = small(10, class_input="adaln"), small(10)
+    state = {k: v for k, v in adaln.state_dict().items() if "modulation" not in k}
+    prefix_only.load_state_dict(state)
+    grid = ids(2, (2, 4, 4), 10)
+    tasks, classes = prefix()
+    torch.testing.assert_close(
+        adaln(grid, tasks, classes).parts[0], prefix_only(grid, tasks, classes).parts[0]
+    )
+    block = adaln.blocks[0]
+    with torch.no_grad():
+        block.modulation.weight.normal_(std=0.2)
+    x, condition = torch.randn(2, 5, 64), torch.randn(2, 64)
+    shift1, scale1, shift2, scale2 = block.modulation(F.silu(condition)).unsqueeze(1).chunk(4, dim=-1)
+    mid = x + block.attn(block.norm1(x) * (1 + scale1) + shift1, "math")
+    expected = mid + block.mlp(block.norm2(mid) * (1 + scale2) + shift2)
+    torch.testing.assert_close(block(x, "math", None, condition), expected)
+    assert not torch.allclose(block(x, "math", None, condition), block(x, "math", None, -condition))
+    with pytest.raises(ConfigError, match="class_input"):
+        from_dict(TransformerConfig, {"preset": "tiny", "class_input": "film"})
+
+
+def test_rotary_scores_depend_on_the_offset_only() -> None:
+    """RoPE: the score of a query at grid position p with a key at q is the same for p + s and q + s
+    (any shift s along t, h or w), differs for another offset, and the prefix tokens are not rotated."""
+    grid, head_dim = (4, 8, 8), 16
+    angles = rope_angles(grid, head_dim, 100.0, 2, torch.device("cpu"))  # (2 + 256, 8)
+    assert angles.shape == (2 + 256, head_dim // 2) and angles[:2].abs().max() == 0
+    assert sum(axis_pairs(head_dim)) == head_dim // 2 and min(axis_pairs(head_dim)) >= 1
+
+    def at(t: int, h: int, w: int) -> torch.Tensor:
+        return angles[2 + (t * grid[1] + h) * grid[2] + w]
+
+    query, key = torch.randn(2, head_dim, generator=torch.Generator().manual_seed(0))
+
+    def score(p: tuple[int, int, int], q: tuple[int, int, int]) -> torch.Tensor:
+        return rotate(query, at(*p)) @ rotate(key, at(*q))
+
+    base = score((0, 1, 2), (1, 3, 1))
+    for shift in ((1, 0, 0), (0, 2, 0), (0, 0, 3), (2, 2, 2)):
+        moved = score(
+            tuple(a + s for a, s in zip((0, 1, 2), shift)), tuple(a + s for a, s in zip((1, 3, 1), shift))
+        )
+        torch.testing.assert_close(moved, base)
+    assert not torch.allclose(score((0, 1, 2), (1, 3, 2)), base)  # another offset, another score
+    torch.testing.assert_close(rotate(query, at(3, 7, 7)).norm(), query.norm())  # a rotation
+    torch.testing.assert_close(rotate(query, angles[0]), query)  # prefix: identity
+
+
+@pytest.mark.parametrize("position", ["rope", "both"])
+def test_rotary_model_sees_where_tokens_are(position: str, tmp_path: Path) -> None:
+    """position=rope has no learned position vectors yet tells positions apart (a transformer without
+    positions gives a permuted grid the permuted outputs); it saves and loads like any other model."""
+    model = small(10, position=position).eval()
+    assert hasattr(model.embed, "pos_t") == (position == "both")
+    grid = ids(1, (2, 4, 4), 10)
+    tasks, classes = prefix(1)
+    out = model(grid, tasks, classes).parts[0][0]  # (32, 32)
+    flipped = model(grid.flip(-1), tasks, classes).parts[0][0]
+    unflip = flipped.view(2, 4, 4, -1).flip(2).reshape(32, -1)
+    assert not torch.allclose(out, unflip, atol=1e-4)
+    model.save_pretrained(tmp_path / "export")
+    loaded = CommitTransformer.from_pretrained(tmp_path / "export").eval()
+    torch.testing.assert_close(loaded(grid, tasks, classes).parts[0][0], out)
+    with pytest.raises(ConfigError, match="position"):
+        from_dict(TransformerConfig, {"preset": "tiny", "position": "sinusoidal"})
+    with pytest.raises(ConfigError, match="position"):
+        from_dict(
+            TransformerConfig, {"preset": "tiny", "position": "rope", "hidden_size": 12, "num_heads": 4}
+        )
 
 
 # ----------------------------------------------------------------------------- grids, backends, files

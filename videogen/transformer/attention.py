@@ -1,4 +1,5 @@
-"""Multi-head self-attention with selectable kernels: SDPA, xformers (CUDA) or plain math."""
+"""Multi-head self-attention with selectable kernels: SDPA, xformers (CUDA) or plain math; optional rotary
+positions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videogen.errors import UserError
+from videogen.transformer.rope import rotate
 
 ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "math")
 
@@ -43,18 +45,21 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, backend: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, backend: str, angles: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L, D) -> (B, L, D)``; ``angles`` ``(L, head_dim // 2)``: rotary angles of each position
+        (``videogen.transformer.rope``), applied to queries and keys; None = no rotation."""
         batch, length, dim = x.shape
         head_dim = dim // self.num_heads
         drop = self.dropout if self.training else 0.0
-        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, head_dim)
+        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, head_dim).unbind(2)  # (B, L, heads, hd)
+        if angles is not None:
+            q, k = rotate(q, angles[:, None]), rotate(k, angles[:, None])
         if backend == "xformers":
             import xformers.ops as xops
 
-            q, k, v = qkv.unbind(2)  # each (B, L, heads, head_dim)
             out = xops.memory_efficient_attention(q, k, v, p=drop)
         else:
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, L, head_dim)
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # each (B, heads, L, head_dim)
             if backend == "sdpa":
                 out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
             else:  # "math": reference kernel, softmax in float32

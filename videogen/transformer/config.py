@@ -54,8 +54,14 @@ class TransformerConfig:
     # one linear map (MaskBit's embedding-free bit tokens): codes that differ in a few bits get near vectors
     token_input: str = "table"
     # "prefix": the class is one token before the grid (MaskGIT, MAGVIT) | "every": that token, and its
-    # embedding also added to every grid token's input (a class signal each position sees from step 0)
+    # embedding also added to every grid token's input (a class signal each position sees from step 0) |
+    # "adaln": that token, and the class + task vector scales and shifts every block's layer norms (DiT's
+    # adaLN; the modulation starts at zero, so training starts from the prefix model)
     class_input: str = "prefix"
+    # "learned": factorized absolute vectors added to the input (pos_t + pos_h + pos_w) | "rope": 3D rotary
+    # angles on every attention's queries and keys (scores depend on offsets only) | "both"
+    position: str = "learned"
+    rope_base: float = 100.0  # rotary frequencies base ** (-i / n) per axis: wavelengths ~6 to ~600 positions
     dropout: float = 0.0  # on embeddings and residual branches
     attention_dropout: float = 0.0  # on attention weights; > 0 makes CPU SDPA fall back to its slow math path
     init_std: float = 0.02
@@ -121,7 +127,12 @@ class TransformerConfig:
         )
         check(self.head in ("tied", "untied"), "head", self.head, "use tied or untied")
         check(self.token_input in ("table", "bits"), "token_input", self.token_input, "use table or bits")
-        check(self.class_input in ("prefix", "every"), "class_input", self.class_input, "use prefix or every")
+        check(
+            self.class_input in ("prefix", "every", "adaln"),
+            "class_input",
+            self.class_input,
+            "use prefix, every or adaln",
+        )
         if self.token_input == "bits":
             check(
                 self.codebook_size & (self.codebook_size - 1) == 0,
@@ -135,6 +146,21 @@ class TransformerConfig:
                 self.head,
                 "token_input=bits has no code tables to tie to: use untied",
             )
+        check(
+            self.position in ("learned", "rope", "both"),
+            "position",
+            self.position,
+            "use learned, rope or both",
+        )
+        if self.position != "learned":
+            check(
+                (self.hidden_size // self.num_heads) % 2 == 0 and self.hidden_size // self.num_heads >= 8,
+                "position",
+                self.position,
+                f"rotary positions need an even head size >= 8 (hidden_size / num_heads = "
+                f"{self.hidden_size // self.num_heads})",
+            )
+            check(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
         check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         check(
             0.0 <= self.attention_dropout < 1.0,
@@ -169,6 +195,14 @@ class TransformerConfig:
     def uncond_class_id(self) -> int:
         """Class id meaning "no class" (the last row of the class table)."""
         return self.num_classes
+
+    @property
+    def learned_positions(self) -> bool:
+        return self.position in ("learned", "both")
+
+    @property
+    def rotary_positions(self) -> bool:
+        return self.position in ("rope", "both")
 
     @property
     def max_tokens(self) -> int:

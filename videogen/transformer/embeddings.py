@@ -13,15 +13,16 @@ from videogen.transformer.vocab import MASK_ID, split_tokens
 class InputEmbedding(nn.Module):
     """``[task][class][T' x H' x W' tokens]`` -> ``(B, 2 + T'*H'*W', D)`` vectors.
 
-    ``token_input: table``: a code id is the sum of its sub-token embeddings (one table per sub-token, one
-    row per sub-token id). ``token_input: bits``: the id's b binary digits as a +-1 vector times one
-    ``(b, D)`` matrix (MaskBit's bit tokens; for LFQ / BSQ the digits are the quantizer's signs, so codes
-    that differ in a few signs, often the ones the decoder barely uses, start with nearby vectors).
-    ``MASK_ID`` positions take one learned vector instead. Task and class ids index their own tables,
-    so no special id shares a row with a code id. Positions are factorized: the vector at latent
-    ``(t, h, w)`` adds ``pos_t[t] + pos_h[h] + pos_w[w]``, so every grid up to the maximum (a 1-frame
-    image, a 5-frame video) uses the same weights. ``class_input: every`` also adds the class vector to
-    every grid position's input (the prefix token stays).
+        ``token_input: table``: a code id is the sum of its sub-token embeddings (one table per sub-token, one
+        row per sub-token id). ``token_input: bits``: the id's b binary digits as a +-1 vector times one
+        ``(b, D)`` matrix (MaskBit's bit tokens; for LFQ / BSQ the digits are the quantizer's signs, so codes
+        that differ in a few signs, often the ones the decoder barely uses, start with nearby vectors).
+        ``MASK_ID`` positions take one learned vector instead. Task and class ids index their own tables,
+        so no special id shares a row with a code id. Positions are factorized: the vector at latent
+        ``(t, h, w)`` adds ``pos_t[t] + pos_h[h] + pos_w[w]``, so every grid up to the maximum (a 1-frame
+        image, a 5-frame video) uses the same weights (``position: rope`` adds none here: the attention rotates
+    queries and keys instead, ``videogen.transformer.rope``). ``class_input: every`` also adds the class vector to
+        every grid position's input (the prefix token stays).
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -37,11 +38,14 @@ class InputEmbedding(nn.Module):
         self.task_embedding = nn.Embedding(config.num_task_tokens, dim)
         self.class_embedding = nn.Embedding(config.num_classes + 1, dim)  # last row = UNCOND
         self.class_everywhere = config.class_input == "every"
-        self.pos_t = nn.Parameter(torch.zeros(config.max_frames, dim))
-        self.pos_h = nn.Parameter(torch.zeros(config.max_height, dim))
-        self.pos_w = nn.Parameter(torch.zeros(config.max_width, dim))
-        for p in (self.mask_embedding, self.pos_t, self.pos_h, self.pos_w):
-            nn.init.normal_(p, std=config.init_std)
+        self.learned_positions = config.learned_positions
+        if self.learned_positions:
+            self.pos_t = nn.Parameter(torch.zeros(config.max_frames, dim))
+            self.pos_h = nn.Parameter(torch.zeros(config.max_height, dim))
+            self.pos_w = nn.Parameter(torch.zeros(config.max_width, dim))
+            for p in (self.pos_t, self.pos_h, self.pos_w):
+                nn.init.normal_(p, std=config.init_std)
+        nn.init.normal_(self.mask_embedding, std=config.init_std)
         for table in (*self.code_tables, self.task_embedding, self.class_embedding):
             nn.init.normal_(table.weight, std=config.init_std)
         if self.bit_projection is not None:
@@ -66,10 +70,13 @@ class InputEmbedding(nn.Module):
         is_mask = (tokens == MASK_ID).unsqueeze(-1)
         x = self.code_embedding(tokens.clamp_min(0))  # (B, T, H, W, D)
         x = torch.where(is_mask, self.mask_embedding.to(x.dtype), x)
-        pos = (
-            self.pos_t[:frames, None, None] + self.pos_h[None, :height, None] + self.pos_w[None, None, :width]
-        )
-        x = rearrange(x + pos, "b t h w d -> b (t h w) d")
+        if self.learned_positions:
+            x = x + (
+                self.pos_t[:frames, None, None]
+                + self.pos_h[None, :height, None]
+                + self.pos_w[None, None, :width]
+            )
+        x = rearrange(x, "b t h w d -> b (t h w) d")
         classes = self.class_embedding(class_ids)  # (B, D)
         if self.class_everywhere:
             x = x + classes.unsqueeze(1)

@@ -23,6 +23,7 @@ from videogen.transformer.attention import SelfAttention, resolve_attention
 from videogen.transformer.config import TransformerConfig
 from videogen.transformer.embeddings import InputEmbedding
 from videogen.transformer.logits import TokenLogits
+from videogen.transformer.rope import rope_angles
 from videogen.transformer.vocab import MASK_ID
 
 KIND = "transformer"
@@ -55,7 +56,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``."""
+    """Pre-LN transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``.
+
+    With ``class_input: adaln`` each layer norm's output is scaled and shifted per sample by a linear map
+    of the condition vector ``(B, D)`` (DiT's adaLN), ``ln(x) * (1 + scale) + shift``; the map starts at
+    zero.
+    """
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -65,10 +71,21 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.mlp = MLP(dim, config.mlp_ratio, config.mlp)
         self.dropout = nn.Dropout(config.dropout)
+        self.modulation = nn.Linear(dim, 4 * dim) if config.class_input == "adaln" else None
 
-    def forward(self, x: torch.Tensor, backend: str) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.norm1(x), backend))
-        return x + self.dropout(self.mlp(self.norm2(x)))
+    def forward(
+        self,
+        x: torch.Tensor,
+        backend: str,
+        angles: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.modulation is None:
+            x = x + self.dropout(self.attn(self.norm1(x), backend, angles))
+            return x + self.dropout(self.mlp(self.norm2(x)))
+        shift1, scale1, shift2, scale2 = self.modulation(F.silu(condition)).unsqueeze(1).chunk(4, dim=-1)
+        x = x + self.dropout(self.attn(self.norm1(x) * (1 + scale1) + shift1, backend, angles))
+        return x + self.dropout(self.mlp(self.norm2(x) * (1 + scale2) + shift2))
 
 
 # ----------------------------------------------------------------------------- model
@@ -99,6 +116,9 @@ class CommitTransformer(nn.Module):
         else:
             self.heads = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in sizes)
         self.apply(self._init_linear)
+        for block in self.blocks:
+            if block.modulation is not None:  # adaLN starts as the identity: the prefix model
+                nn.init.zeros_(block.modulation.weight)
 
     def _init_linear(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -171,7 +191,7 @@ class CommitTransformer(nn.Module):
 
     def attention_backend(self, device: torch.device | str | None = None) -> str:
         """The attention kernel a forward on ``device`` (default: the model's) uses."""
-        device = device if device is not None else self.embed.pos_t.device
+        device = device if device is not None else self.norm.weight.device
         return resolve_attention(self.config.attention, device)
 
     def num_parameters(self) -> int:
@@ -218,8 +238,15 @@ class CommitTransformer(nn.Module):
         self._check_inputs(tokens, task_ids, class_ids)
         backend = resolve_attention(self.config.attention, tokens.device)
         x = self.dropout(self.embed(tokens, task_ids, class_ids))  # (B, 2 + N, D)
+        angles = None
+        if self.config.rotary_positions:
+            head_dim = self.config.hidden_size // self.config.num_heads
+            angles = rope_angles(tuple(tokens.shape[1:]), head_dim, self.config.rope_base, 2, tokens.device)
+        condition = None
+        if self.config.class_input == "adaln":
+            condition = self.embed.class_embedding(class_ids) + self.embed.task_embedding(task_ids)  # (B, D)
         for block in self.blocks:
-            x = block(x, backend)
+            x = block(x, backend, angles, condition)
         h = self.norm(x[:, 2:])  # (B, N, D): grid positions only
         if self.config.head == "tied":
             parts = tuple(
