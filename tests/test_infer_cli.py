@@ -85,6 +85,9 @@ def test_predict_default_length_is_one_window(files, tmp_path) -> None:
     out = tmp_path / "pred.gif"
     assert cli(files, "predict", "--input", files["clip"], "--out", out) == 0
     assert read_video(out).shape == (WINDOW, SIZE, SIZE, 3)
+    fixed = tmp_path / "fixed.gif"  # the given frames' tokens kept from the start instead of re-predicted
+    assert cli(files, "predict", "--input", files["clip"], "--keep-condition", "fixed", "--out", fixed) == 0
+    assert read_video(fixed).shape == (WINDOW, SIZE, SIZE, 3)
 
 
 def test_interpolate(files, tmp_path) -> None:
@@ -162,6 +165,7 @@ BAD = {
     "class out of range": (["generate", "--class", "7", "--out", "{tmp}/o.png"], "class"),
     "bad mode": (["outpaint", "--input", "{clip}", "--mode", "diagonal", "--out", "{tmp}/o.mp4"], "diagonal"),
     "bad output suffix": (["generate", "--out", "{tmp}/o.txt"], ".txt"),
+    "bad keep-condition": (["generate", "--keep-condition", "always", "--out", "{tmp}/o.png"], "keep_condition"),
     "image output for a clip": (["generate", "--frames", "9", "--out", "{tmp}/o.png"], "9 frames"),
 }
 

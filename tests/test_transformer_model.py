@@ -60,6 +60,7 @@ def test_presets() -> None:
         (2**14, "auto", (2**14,)),
         (2**15, "auto", (256, 128)),
         (2**10, "split", (32, 32)),
+        (2**12, "bits", (2,) * 12),  # one 2-way head per binary digit (MaskBit groups of one)
         (1000, "auto", (1000,)),  # FSQ (8, 5, 5, 5): one head of its own size
         (64000, "auto", (64000,)),
     ],
@@ -116,6 +117,31 @@ def test_bit_input_embeds_the_binary_digits_linearly() -> None:
     grid[0, 1] = MASK_ID
     logits = model(grid, *prefix())
     assert [part.shape for part in logits.parts] == [(2, 32, 32), (2, 32, 32)]
+
+
+def test_bit_heads_predict_each_binary_digit_and_sum_their_log_probs() -> None:
+    """sub_tokens=bits: one 2-way head per digit of the code (lowest first); a code's log-probability is
+    the sum of its digits' log-probabilities, the cross-entropy its negative, the argmax takes each
+    digit's more likely value, and samples are valid code ids."""
+    with pytest.raises(ConfigError, match="power-of-two"):
+        TransformerConfig(codebook_size=1000, sub_tokens="bits").validate()
+    model = small(10, sub_tokens="bits", head="untied")
+    grid = ids(2, (2, 4, 4), 10)
+    grid[1, 0] = MASK_ID
+    logits = model(grid, *prefix())
+    assert logits.sizes == (2,) * 10 and [p.shape for p in logits.parts] == [(2, 32, 2)] * 10
+    codes = ids(2, (2, 4, 4), 10, seed=1).flatten(1)  # (B, N)
+    digit_lp = torch.stack([F.log_softmax(p, -1) for p in logits.parts], dim=2)  # (B, N, 10, 2)
+    digits = (codes.unsqueeze(-1) >> torch.arange(10)) & 1  # (B, N, 10)
+    expected = digit_lp.gather(-1, digits.unsqueeze(-1)).squeeze(-1).sum(-1)
+    torch.testing.assert_close(logits.log_prob(codes), expected)
+    torch.testing.assert_close(logits.cross_entropy(codes), -expected)
+    best = (digit_lp.argmax(-1) << torch.arange(10)).sum(-1)
+    assert torch.equal(logits.argmax(), best)
+    drawn, _ = logits.sample(generator=torch.Generator().manual_seed(0))
+    assert drawn.min() >= 0 and drawn.max() < 2**10
+    tied = small(10, sub_tokens="bits")  # tied: each digit's head is its two-row input table
+    assert [tuple(t.weight.shape) for t in tied.embed.code_tables] == [(2, 64)] * 10
 
 
 def test_class_input_every_adds_the_class_vector_to_every_grid_position() -> None:

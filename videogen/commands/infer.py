@@ -127,6 +127,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         "--guidance", type=float, default=None, help="classifier-free guidance scale (0 = off)"
     )
     parser.add_argument("--guidance-ramp", default=None, help="constant | linear")
+    parser.add_argument(
+        "--keep-condition",
+        default=None,
+        help="regenerate (MAGVIT: condition tokens are re-predicted) | fixed (kept from the start)",
+    )
 
 
 def sampling_arguments(args: argparse.Namespace) -> dict:
@@ -140,6 +145,7 @@ def sampling_arguments(args: argparse.Namespace) -> dict:
         "schedule": getattr(args, "schedule", None),
         "guidance_scale": args.guidance,
         "guidance_ramp": getattr(args, "guidance_ramp", None),
+        "keep_condition": getattr(args, "keep_condition", None),
     }
     return {name: value for name, value in given.items() if value is not None}
 

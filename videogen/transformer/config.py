@@ -35,7 +35,9 @@ class TransformerConfig:
     preset: str | None = None
     # vocabulary (from the tokenizer) and conditioning
     codebook_size: int = 2**18
-    sub_tokens: str = "auto"  # "auto" (split power-of-two codebooks above 2**14) | "single" | "split"
+    # "auto" (split power-of-two codebooks above 2**14) | "single" | "split" (two heads, MAGVIT-v2) | "bits" (one
+    # 2-way head per binary digit of the code: MaskBit's bit groups of one; a code's log-prob sums its bits')
+    sub_tokens: str = "auto"
     num_classes: int = 0
     num_task_tokens: int = 8  # rows of the task table: the task families plus spare slots
     # largest latent grid (frames, height, width)
@@ -83,13 +85,13 @@ class TransformerConfig:
             "use 2 .. 2**30 (the tokenizer's codebook_size)",
         )
         check(
-            self.sub_tokens in ("auto", "single", "split"),
+            self.sub_tokens in ("auto", "single", "split", "bits"),
             "sub_tokens",
             self.sub_tokens,
-            "use auto, single or split",
+            "use auto, single, split or bits",
         )
         check(
-            self.split or self.codebook_size <= MAX_SINGLE_HEAD_SIZE,
+            self.split or self.sub_tokens == "bits" or self.codebook_size <= MAX_SINGLE_HEAD_SIZE,
             "sub_tokens",
             self.sub_tokens,
             f"a single head over {self.codebook_size} codes is too wide; use a power-of-two codebook "
@@ -97,7 +99,7 @@ class TransformerConfig:
         )
         is_power_of_two = self.codebook_size & (self.codebook_size - 1) == 0
         check(
-            not self.split or (is_power_of_two and self.codebook_size >= 4),
+            not (self.split or self.sub_tokens == "bits") or (is_power_of_two and self.codebook_size >= 4),
             "sub_tokens",
             self.sub_tokens,
             f"splitting needs a power-of-two codebook of >= 4 codes, got {self.codebook_size}",
@@ -183,7 +185,10 @@ class TransformerConfig:
 
     @property
     def sub_token_sizes(self) -> tuple[int, ...]:
-        """Vocabulary of each output head, low part first: ``(codebook_size,)`` or two powers of two."""
+        """Vocabulary of each output head, low part first: ``(codebook_size,)``, two powers of two, or
+        ``(2,) * code_bits`` (one head per binary digit, lowest first)."""
+        if self.sub_tokens == "bits":
+            return (2,) * self.code_bits
         return sub_token_sizes(self.codebook_size, self.split)
 
     @property
