@@ -11,8 +11,11 @@ frame ``--start``. Prints three tables:
    frames 1..4 at every start, the drop is the position in the window (what the tokenizer was trained
    on), not the content of those frames.
 2. **Token statistics**: per latent frame, the fraction of positions whose id equals the previous latent
-   frame's at the same place (how much a "copy" would already predict), and the marginal entropy of
-   the ids in bits (log2 of the codebook = uniform, no structure to learn).
+   frame's at the same place (how much a "copy" would already predict), the same fraction over the
+   positions where nothing moved (no pixel within one token changes over the frames of both latent
+   frames) and over a still video (each clip's first frame held for the whole window: what the
+   tokenizer does to content that does not change), and the marginal entropy of the ids in bits
+   (log2 of the codebook = uniform, no structure to learn).
 3. With ``--bits`` (binary quantizers: LFQ, BSQ): per sign bit, the held-out PSNR when that bit is
    flipped in every token and when it is replaced by a coin flip (a transformer that cannot predict
    it), the median ``|z|`` of the encoder output, and how often the sign agrees with the previous latent frame.
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from videogen.data.manifest import read_manifest
 from videogen.data.transforms import crop, crop_offsets, resize_short_side, to_model_range
@@ -73,14 +77,46 @@ def entropy_bits(ids: torch.Tensor) -> float:
     return float(-(p * p.log2()).sum())
 
 
-def token_table(tokens: torch.Tensor, codebook_size: int) -> str:
+def still_positions(
+    clips: torch.Tensor, temporal: int, spatial: int, threshold: float = 0.05
+) -> torch.Tensor:
+    """``(N, 3, T, H, W)`` clips -> bool ``(N, T', H', W')``: True at latent ``(t, h, w)`` (t >= 1) when no
+    pixel within one token of ``(h, w)`` changes by more than ``threshold`` over the frames of latent
+    frames ``t - 1`` and ``t`` (latent 0 is frame 0, latent t frames ``temporal*(t-1)+1 .. temporal*t``)."""
+    change = (clips[:, :, 1:] - clips[:, :, :-1]).abs().amax(1)  # (N, T-1, H, W): frame i -> i + 1
+    lat_frames = (clips.shape[2] - 1) // temporal + 1
+    still = torch.zeros(
+        clips.shape[0], lat_frames, clips.shape[3] // spatial, clips.shape[4] // spatial, dtype=torch.bool
+    )
+    for t in range(1, lat_frames):
+        first = max(0, temporal * (t - 2) + 1)  # first frame of latent t - 1
+        moved = change[:, first : temporal * t].amax(1) > threshold  # (N, H, W)
+        cells = F.max_pool2d(moved.float().unsqueeze(1), spatial)  # (N, 1, H', W')
+        still[:, t] = F.max_pool2d(cells, 3, 1, 1).squeeze(1) == 0  # one token of margin
+    return still
+
+
+def token_table(
+    tokens: torch.Tensor, codebook_size: int, still: torch.Tensor, still_video: torch.Tensor
+) -> str:
+    """``tokens``, ``still_video`` (the tokens of each clip's first frame held): ``(N, T', H', W')`` ids;
+    ``still``: where nothing moved (:func:`still_positions`)."""
     lines = [
-        f"| latent frame | same id as the previous latent frame | id entropy (bits; uniform = {math.log2(codebook_size):.1f}) |",
-        "|---:|---:|---:|",
+        "| latent frame | same id as the previous latent frame | where nothing moved (share of the grid) "
+        f"| a still video | id entropy (bits; uniform = {math.log2(codebook_size):.1f}) |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for t in range(tokens.shape[1]):
-        same = "-" if t == 0 else f"{(tokens[:, t] == tokens[:, t - 1]).float().mean():.3f}"
-        lines.append(f"| {t} | {same} | {entropy_bits(tokens[:, t]):.2f} |")
+        if t == 0:
+            lines.append(f"| 0 | - | - | - | {entropy_bits(tokens[:, 0]):.2f} |")
+            continue
+        same = tokens[:, t] == tokens[:, t - 1]
+        here = still[:, t]
+        where = f"{same[here].float().mean():.3f} ({here.float().mean():.2f})" if here.any() else "- (0.00)"
+        held = (still_video[:, t] == still_video[:, t - 1]).float().mean()
+        lines.append(
+            f"| {t} | {same.float().mean():.3f} | {where} | {held:.3f} | {entropy_bits(tokens[:, t]):.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -132,7 +168,9 @@ def main() -> None:
     clips = load_clips(args.data, args.num_clips, args.start, args.num_frames, args.resolution)
     with torch.no_grad():
         tokens = tokenizer.tokenize(clips)
-    print("Token ids:\n\n" + token_table(tokens, tokenizer.codebook_size) + "\n")
+        still_video = tokenizer.tokenize(clips[:, :, :1].expand_as(clips).contiguous())
+    still = still_positions(clips, tokenizer.temporal_factor, tokenizer.spatial_factor)
+    print("Token ids:\n\n" + token_table(tokens, tokenizer.codebook_size, still, still_video) + "\n")
     if args.bits:
         print("Sign bits:\n\n" + bit_table(tokenizer, clips))
 

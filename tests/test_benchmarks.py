@@ -56,6 +56,35 @@ def test_the_token_diagnostic_prints_its_three_tables(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "| 0 | " in out and "| 4 | " in out  # one row per window start
-    assert "| latent frame | same id as the previous latent frame" in out
+    assert "| latent frame | same id as the previous latent frame | where nothing moved" in out
+    assert "| a still video |" in out
     assert out.count("\n| ") >= 2 + 2 + 6  # 2 windows, 2 latent frames, 6 sign bits (+ headers)
     assert "all bits kept:" in out
+
+
+def test_still_positions_mark_the_tokens_nothing_moved_near():
+    """A 4x4 square steps right one pixel per frame in the top-left corner of a 32x32 clip (latent grid
+    8x8, 4x time): every position within one token of the squares it covers is moving, the rest still;
+    a latent frame whose frames do not move the square is still everywhere."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_tokens", ROOT / "benchmarks" / "bench_tokens.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    clip = torch.zeros(1, 3, 13, 32, 32)  # latents: frame 0 | 1-4 | 5-8 | 9-12
+    for frame in range(9):  # moves over frames 0..8, then stays (frames 9-12 equal frame 8)
+        x = min(frame, 8)
+        clip[:, :, frame, 0:4, x : x + 4] = 1.0
+    clip[:, :, 9:] = clip[:, :, 8:9]
+    still = bench.still_positions(clip, temporal=4, spatial=4)
+    assert still.shape == (1, 4, 8, 8) and not still[:, 0].any()  # latent 0 has no previous frame
+    touched = torch.zeros(8, 8, dtype=torch.bool)
+    touched[0, 0:4] = True  # the square's columns 0..11 cover token columns 0-2 (3 by frame 8)
+    near = torch.nn.functional.max_pool2d(touched.float()[None, None], 3, 1, 1)[0, 0] > 0
+    for t in (1, 2):  # the square moves within latent 1 and within latent 2
+        assert not still[0, t, 0, 0] and still[0, t, 7, 7] and still[0, t, 3:, :].all()
+    assert not still[0, 1, 1, 0] and still[0, 1, 2, 0]  # one token of margin around the moving rows, no more
+    assert still[0, 2][~near].all()
+    assert not still[0, 3, :2, :4].all()  # latent 3's frames are still, but latent 2's moved (frame 5 -> 8)

@@ -165,7 +165,10 @@ BAD = {
     "class out of range": (["generate", "--class", "7", "--out", "{tmp}/o.png"], "class"),
     "bad mode": (["outpaint", "--input", "{clip}", "--mode", "diagonal", "--out", "{tmp}/o.mp4"], "diagonal"),
     "bad output suffix": (["generate", "--out", "{tmp}/o.txt"], ".txt"),
-    "bad keep-condition": (["generate", "--keep-condition", "always", "--out", "{tmp}/o.png"], "keep_condition"),
+    "bad keep-condition": (
+        ["generate", "--keep-condition", "always", "--out", "{tmp}/o.png"],
+        "keep_condition",
+    ),
     "image output for a clip": (["generate", "--frames", "9", "--out", "{tmp}/o.png"], "9 frames"),
 }
 
