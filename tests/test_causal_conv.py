@@ -213,3 +213,54 @@ def test_factorized_conv_is_a_frame_conv_and_a_time_conv(in_ch, out_ch, stride):
     cache: dict = {}
     parts = [conv(x[:, :, a:b], cache) for a, b in ((0, 1), (1, 5), (5, 9))]
     torch.testing.assert_close(torch.cat(parts, dim=2), conv(x), rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- first-frame padding
+
+
+def test_first_frame_padding_repeats_frame_0_in_front():
+    """time_padding="first_frame": a plain conv over the input with frame 0 twice in front (k_t = 3)."""
+    torch.manual_seed(0)
+    conv = CausalConv3d(3, 4, 3, time_padding="first_frame").double()
+    x = torch.randn(1, 3, 5, 6, 6, dtype=torch.float64)
+    padded = torch.cat([x[:, :, :1], x[:, :, :1], x], dim=2)
+    expected = F.conv3d(F.pad(padded, (1, 1, 1, 1, 0, 0)), conv.weight)
+    torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="time_padding"):
+        CausalConv3d(3, 4, 3, time_padding="reflect")
+
+
+@pytest.mark.parametrize("stride", [(1, 1, 1), (2, 2, 2)])
+def test_first_frame_padding_chunked_equals_full(stride):
+    torch.manual_seed(0)
+    conv = CausalConv3d(3, 4, 3, stride=stride, time_padding="first_frame").double()
+    x = torch.randn(2, 3, 9, 6, 6, dtype=torch.float64)
+    cache: dict = {}
+    parts = [conv(x[:, :, :1], cache), conv(x[:, :, 1:5], cache), conv(x[:, :, 5:], cache)]
+    torch.testing.assert_close(torch.cat(parts, dim=2), conv(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("conv", ["full", "factorized"])
+def test_a_still_clip_has_equal_latent_frames_only_with_first_frame_padding(conv):
+    """A clip whose 9 frames are one image: with frame 0 repeated in front every conv sees a still input,
+    so all 3 latent frames are equal; with zeros in front (black before the clip) they are not (once the
+    time convs look at earlier frames)."""
+    from videogen.tokenizer.model import VideoTokenizer
+
+    still = torch.randn(1, 3, 1, 16, 16).expand(-1, -1, 9, -1, -1).contiguous()
+    latents = {}
+    for padding in ("zeros", "first_frame"):
+        torch.manual_seed(0)
+        tokenizer = VideoTokenizer.from_preset("tiny", base_channels=16, conv=conv, time_padding=padding)
+        with torch.no_grad():
+            for module in tokenizer.modules():  # factorized time convs start as the identity: mix the taps
+                if isinstance(module, TemporalCausalConv):
+                    module.weight.add_(0.1 * torch.randn_like(module.weight))
+            latents[padding] = tokenizer.eval().encode_latents(still)  # (1, C, 3, H', W')
+    first = latents["first_frame"]
+    assert first.shape[2] == 3
+    torch.testing.assert_close(
+        first[:, :, 1:], first[:, :, :1].expand_as(first[:, :, 1:]), rtol=1e-4, atol=1e-5
+    )
+    zeros = latents["zeros"]
+    assert (zeros[:, :, 1] - zeros[:, :, 0]).abs().max() > 1e-3

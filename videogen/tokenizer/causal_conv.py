@@ -1,4 +1,8 @@
-"""Causal 3D convolution: zero padding of k_t - 1 frames in front (none behind), k//2 around in space.
+"""Causal 3D convolution: k_t - 1 frames of padding in front (none behind), k//2 around in space.
+
+The front padding is zeros (``time_padding="zeros"``: black frames before the clip) or copies of the
+first frame (``"first_frame"``, as most causal video VAEs: a still clip then looks still to every conv, so
+all its latent frames are equal).
 
 With this padding, output frame i of a conv with temporal stride s sees input frames
 i*s - (k_t - 1) .. i*s: frame 0 of the output depends on input frame 0 alone, for strided convs too.
@@ -21,6 +25,7 @@ output frames as one pass.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -29,6 +34,8 @@ from torch import nn
 
 # State of one stream for chunked processing: module -> whatever that module carries between chunks.
 CausalCache = dict[nn.Module, Any]
+
+TIME_PADDINGS = ("zeros", "first_frame")
 
 
 def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -40,12 +47,15 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
 
-def pad_front(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """``(B, C, T, H, W)`` -> ``(B, C, frames + T, H, W)`` with zero frames in front, same memory format.
+def pad_front(x: torch.Tensor, frames: int, mode: str = "zeros") -> torch.Tensor:
+    """``(B, C, T, H, W)`` -> ``(B, C, frames + T, H, W)`` with ``frames`` zero frames (``"zeros"``) or copies
+    of frame 0 (``"first_frame"``) in front, same memory format.
 
     One write of the result (``F.pad`` fills all of it with zeros, then copies, and its backward clones);
     the backward is a view.
     """
+    if mode == "first_frame":
+        return torch.cat([x[:, :, :1].expand(-1, -1, frames, -1, -1), x], dim=2)
     b, c, _, h, w = x.shape
     fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
     zeros = torch.empty((b, c, frames, h, w), dtype=x.dtype, device=x.device, memory_format=fmt).zero_()
@@ -67,10 +77,13 @@ class CausalConv3d(nn.Conv3d):
         kernel_size: int | tuple[int, int, int] = 3,
         stride: int | tuple[int, int, int] = 1,
         bias: bool = False,
+        time_padding: str = "zeros",
     ) -> None:
         kernel = _triple(kernel_size)
         if kernel[1] % 2 == 0 or kernel[2] % 2 == 0:
             raise ValueError(f"spatial kernel sizes must be odd, got {kernel}")
+        if time_padding not in TIME_PADDINGS:
+            raise ValueError(f"time_padding {time_padding!r} is unknown; use {' or '.join(TIME_PADDINGS)}")
         super().__init__(
             in_channels,
             out_channels,
@@ -80,23 +93,24 @@ class CausalConv3d(nn.Conv3d):
             bias=bias,
         )
         self.time_pad = kernel[0] - 1
+        self.time_padding = time_padding
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         """``x (B, C_in, T, H, W)`` -> ``(B, C_out, T_out, H_out, W_out)``.
 
-        Without ``cache`` the clip is complete (zeros in front). With ``cache`` (a dict shared by all
+        Without ``cache`` the clip is complete (``time_padding`` in front). With ``cache`` (a dict shared by all
         modules of one stream) ``x`` is the next chunk: the frames kept from earlier chunks go in front,
         and the frames this chunk leaves unconsumed are kept for the next one. A chunk too short to
         complete an output window returns zero output frames.
         """
         if cache is None:
             if self.time_pad:  # only the temporal front padding is a copy; space is padded by the conv
-                x = pad_front(x, self.time_pad)
+                x = pad_front(x, self.time_pad, self.time_padding)
             return self._conv_forward(x, self.weight, self.bias)
 
         previous = cache.get(self)
         if previous is None:
-            x = pad_front(x, self.time_pad) if self.time_pad else x
+            x = pad_front(x, self.time_pad, self.time_padding) if self.time_pad else x
         elif previous.shape[2]:
             x = torch.cat([previous, x], dim=2)
         kernel_t, stride_t = self.kernel_size[0], self.stride[0]
@@ -128,8 +142,17 @@ class TemporalCausalConv(CausalConv3d):
     ``identity_init``: the last tap (the current frame) starts as the identity, the others at zero.
     """
 
-    def __init__(self, channels: int, kernel_t: int, stride_t: int = 1, identity_init: bool = True) -> None:
-        super().__init__(channels, channels, (kernel_t, 1, 1), stride=(stride_t, 1, 1))
+    def __init__(
+        self,
+        channels: int,
+        kernel_t: int,
+        stride_t: int = 1,
+        identity_init: bool = True,
+        time_padding: str = "zeros",
+    ) -> None:
+        super().__init__(
+            channels, channels, (kernel_t, 1, 1), stride=(stride_t, 1, 1), time_padding=time_padding
+        )
         if identity_init:
             with torch.no_grad():
                 self.weight.copy_(self.identity_weight())
@@ -168,6 +191,7 @@ class FactorizedCausalConv3d(nn.Module):
         kernel_size: int | tuple[int, int, int] = 3,
         stride: int | tuple[int, int, int] = 1,
         bias: bool = False,
+        time_padding: str = "zeros",
     ) -> None:
         super().__init__()
         kernel_t, kernel_h, kernel_w = _triple(kernel_size)
@@ -177,7 +201,12 @@ class FactorizedCausalConv3d(nn.Module):
         )
         self.time_first = in_channels <= out_channels
         self.temporal = (
-            TemporalCausalConv(in_channels if self.time_first else out_channels, kernel_t, stride_t)
+            TemporalCausalConv(
+                in_channels if self.time_first else out_channels,
+                kernel_t,
+                stride_t,
+                time_padding=time_padding,
+            )
             if kernel_t > 1 or stride_t > 1
             else None
         )
@@ -190,6 +219,9 @@ class FactorizedCausalConv3d(nn.Module):
         return self.temporal(self.spatial(x, cache), cache)
 
 
-def make_conv(kind: str):
-    """The conv class a config's ``conv`` names: ``"full"`` (3D kernels) or ``"factorized"`` ((2+1)D)."""
-    return {"full": CausalConv3d, "factorized": FactorizedCausalConv3d}[kind]
+def make_conv(kind: str, time_padding: str = "zeros"):
+    """The conv a config's ``conv`` names, ``"full"`` (3D kernels) or ``"factorized"`` ((2+1)D), as a
+    constructor with its ``time_padding`` set."""
+    return partial(
+        {"full": CausalConv3d, "factorized": FactorizedCausalConv3d}[kind], time_padding=time_padding
+    )

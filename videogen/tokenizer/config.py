@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from videogen.config_loader import ConfigError, check
+from videogen.tokenizer.causal_conv import TIME_PADDINGS
 
 QUANTIZERS = ("lfq", "fsq", "bsq", "vq")
 
@@ -227,6 +228,9 @@ class TokenizerConfig:
     conv: str = (
         "full"  # "full" (k_t x k x k kernels) | "factorized" ((2+1)D: k x k per frame, then k_t over time)
     )
+    # what the causal convs see before frame 0: "zeros" (black frames) | "first_frame" (frame 0 repeated, as
+    # most causal video VAEs do: a still video then has the same latent in every latent frame)
+    time_padding: str = "zeros"
     spatial_kernel_size: int = 3
     num_groups: int = 32  # GroupNorm groups (must divide every channel count)
     norm_eps: float = 1e-6
@@ -294,6 +298,12 @@ class TokenizerConfig:
             f"need null (every level) or one flag per downsampling level ({len(self.temporal_downsample)})",
         )
         check(self.conv in ("full", "factorized"), "conv", self.conv, "use full or factorized")
+        check(
+            self.time_padding in TIME_PADDINGS,
+            "time_padding",
+            self.time_padding,
+            f"use {' or '.join(TIME_PADDINGS)}",
+        )
         check(self.patch_size >= 1, "patch_size", self.patch_size, "must be >= 1 (1 = no patchify stem)")
         check(self.num_res_blocks >= 1, "num_res_blocks", self.num_res_blocks, "must be >= 1")
         check(self.num_mid_blocks >= 0, "num_mid_blocks", self.num_mid_blocks, "must be >= 0")

@@ -25,8 +25,14 @@ class Decoder(nn.Module):
         kernel = (config.temporal_kernel_size, config.spatial_kernel_size, config.spatial_kernel_size)
         channels = config.level_channels
         latent_channels = config.latent_channels
-        block = dict(kernel_size=kernel, num_groups=config.num_groups, eps=config.norm_eps, conv=config.conv)
-        conv = make_conv(config.conv)
+        block = dict(
+            kernel_size=kernel,
+            num_groups=config.num_groups,
+            eps=config.norm_eps,
+            conv=config.conv,
+            time_padding=config.time_padding,
+        )
+        conv = make_conv(config.conv, config.time_padding)
 
         previous = channels[-1]
         self.conv_in = conv(latent_channels, previous, kernel)
@@ -45,7 +51,9 @@ class Decoder(nn.Module):
             if i > 0:
                 stride_t, stride_s = config.level_strides[i - 1]
                 factors = (stride_t, stride_s, stride_s)
-                level.upsample = DepthToSpaceUpsample(width, factors, kernel, config.conv)
+                level.upsample = DepthToSpaceUpsample(
+                    width, factors, kernel, config.conv, config.time_padding
+                )
                 frames_per_latent *= factors[0]
             else:
                 level.upsample = None

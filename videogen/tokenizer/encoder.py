@@ -22,8 +22,14 @@ class Encoder(nn.Module):
         super().__init__()
         kernel = (config.temporal_kernel_size, config.spatial_kernel_size, config.spatial_kernel_size)
         channels = config.level_channels
-        block = dict(kernel_size=kernel, num_groups=config.num_groups, eps=config.norm_eps, conv=config.conv)
-        conv = make_conv(config.conv)
+        block = dict(
+            kernel_size=kernel,
+            num_groups=config.num_groups,
+            eps=config.norm_eps,
+            conv=config.conv,
+            time_padding=config.time_padding,
+        )
+        conv = make_conv(config.conv, config.time_padding)
 
         self.patch_size = config.patch_size
         self.conv_in = conv(config.in_channels * self.patch_size**2, channels[0], kernel)

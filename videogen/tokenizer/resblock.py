@@ -25,12 +25,13 @@ class ResBlock(nn.Module):
         num_groups: int = 32,
         eps: float = 1e-6,
         conv: str = "full",
+        time_padding: str = "zeros",
     ) -> None:
         super().__init__()
         self.norm1 = FrameGroupNorm(num_groups, in_channels, eps=eps, activation="silu")
-        self.conv1 = make_conv(conv)(in_channels, out_channels, kernel_size)
+        self.conv1 = make_conv(conv, time_padding)(in_channels, out_channels, kernel_size)
         self.norm2 = FrameGroupNorm(num_groups, out_channels, eps=eps, activation="silu")
-        self.conv2 = make_conv(conv)(out_channels, out_channels, kernel_size)
+        self.conv2 = make_conv(conv, time_padding)(out_channels, out_channels, kernel_size)
         self.skip = CausalConv3d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:

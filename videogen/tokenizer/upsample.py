@@ -54,11 +54,12 @@ class DepthToSpaceUpsample(nn.Module):
         factors: tuple[int, int, int],
         kernel_size: tuple[int, int, int],
         conv: str = "full",
+        time_padding: str = "zeros",
     ) -> None:
         super().__init__()
         self.factors = tuple(factors)
         st, sh, sw = self.factors
-        self.conv = make_conv(conv)(channels, channels * st * sh * sw, kernel_size)
+        self.conv = make_conv(conv, time_padding)(channels, channels * st * sh * sw, kernel_size)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         first_chunk = cache is None or self not in cache
