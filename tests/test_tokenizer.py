@@ -287,3 +287,30 @@ def test_patch_stem_and_per_level_downsampling_set_the_factors():
         tiny_config(spatial_downsample=(True,))
     with pytest.raises(ConfigError, match="patch_size"):
         tiny_config(patch_size=0)
+
+
+@pytest.mark.parametrize("conv", ["full", "factorized"])
+def test_a_1x1_encoder_gives_codes_of_their_own_patch(conv):
+    """encoder_spatial_kernel_size=1 behind a 4x4 patch stem: rolling a clip by whole patches rolls its
+    latents exactly (a code is a function of its own patch; the frame's norm statistics do not change
+    under a roll), so the same content gets the same code anywhere. The reference 3x3 encoder mixes
+    neighbours across the frame's zero-padded edge, so its latents do not follow the roll. The decoder
+    keeps its 3x3 kernels."""
+    clip = random_video(1, 5, 16, 24, dtype=torch.float32)
+    rolled = torch.roll(clip, shifts=(4, 8), dims=(3, 4))  # one patch down, two right (wrapping)
+    errors, decoder_sizes = {}, set()
+    for kernel in (1, None):
+        torch.manual_seed(0)
+        config = tiny_config(
+            patch_size=4, spatial_downsample=(False, False), conv=conv, encoder_spatial_kernel_size=kernel
+        )
+        tokenizer = VideoTokenizer(config).eval()
+        with torch.no_grad():
+            latents, moved = tokenizer.encode_latents(clip), tokenizer.encode_latents(rolled)
+        errors[kernel] = (torch.roll(latents, shifts=(1, 2), dims=(3, 4)) - moved).abs().max().item()
+        decoder_sizes.add(sum(p.numel() for p in tokenizer.decoder.parameters()))
+    assert len(decoder_sizes) == 1
+    assert errors[1] < 1e-5
+    assert errors[None] > 1e-2
+    with pytest.raises(ConfigError, match="encoder_spatial_kernel_size"):
+        tiny_config(encoder_spatial_kernel_size=2)

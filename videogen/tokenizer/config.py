@@ -232,6 +232,11 @@ class TokenizerConfig:
     # most causal video VAEs do: a still video then has the same latent in every latent frame)
     time_padding: str = "zeros"
     spatial_kernel_size: int = 3
+    # the encoder's spatial kernel (None = spatial_kernel_size). 1 makes every code a function of its own
+    # patch only (its p x p pixels over time, and the frame's norm statistics): the same local content gets
+    # the same code anywhere, and a code does not change when something moves elsewhere in the frame.
+    # The decoder keeps spatial_kernel_size and reads the codes around each position.
+    encoder_spatial_kernel_size: int | None = None
     num_groups: int = 32  # GroupNorm groups (must divide every channel count)
     norm_eps: float = 1e-6
     quantizer: str = "lfq"
@@ -324,6 +329,13 @@ class TokenizerConfig:
             "spatial_kernel_size",
             self.spatial_kernel_size,
             "must be odd (3 = the reference)",
+        )
+        check(
+            self.encoder_spatial_kernel_size is None
+            or (self.encoder_spatial_kernel_size >= 1 and self.encoder_spatial_kernel_size % 2 == 1),
+            "encoder_spatial_kernel_size",
+            self.encoder_spatial_kernel_size,
+            "must be odd (1 = codes of their own patch only) or null (= spatial_kernel_size)",
         )
         bad = [c for c in self.level_channels if c % self.num_groups]
         check(

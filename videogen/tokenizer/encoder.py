@@ -20,7 +20,8 @@ from videogen.tokenizer.upsample import space_to_depth
 class Encoder(nn.Module):
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
-        kernel = (config.temporal_kernel_size, config.spatial_kernel_size, config.spatial_kernel_size)
+        spatial = config.encoder_spatial_kernel_size or config.spatial_kernel_size
+        kernel = (config.temporal_kernel_size, spatial, spatial)
         channels = config.level_channels
         block = dict(
             kernel_size=kernel,
