@@ -88,3 +88,47 @@ def test_still_positions_mark_the_tokens_nothing_moved_near():
     assert not still[0, 1, 1, 0] and still[0, 1, 2, 0]  # one token of margin around the moving rows, no more
     assert still[0, 2][~near].all()
     assert not still[0, 3, :2, :4].all()  # latent 3's frames are still, but latent 2's moved (frame 5 -> 8)
+
+
+def test_the_copy_probe_counts_returned_ids_by_how_common_their_code_is():
+    """``bench copy``'s counting on hand-made models: one that returns its input is right everywhere, one
+    that always says code 0 only where the input is 0; positions fall in the bucket of their code's count."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from videogen.transformer.logits import TokenLogits
+
+    spec = importlib.util.spec_from_file_location("bench_copy", ROOT / "benchmarks" / "bench_copy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    codes = 8
+    tokens = torch.tensor([[[0, 0, 1], [2, 3, 3]]])  # (T'=1, H'=2, W'=3)
+    items = [{"tokens": tokens, "task_id": torch.tensor(0), "label": torch.tensor(0)}]
+    counts = np.array([5000, 500, 50, 0, 0, 0, 0, 0])  # code 0 common, 1 in 100-999, 2 in 10-99, 3 unseen
+
+    def identity(grid, task, label):
+        return TokenLogits((torch.nn.functional.one_hot(grid.reshape(1, -1), codes).float(),), (codes,))
+
+    def always_zero(grid, task, label):
+        logits = torch.zeros(1, grid.numel(), codes)
+        logits[..., 0] = 1.0
+        return TokenLogits((logits,), (codes,))
+
+    by_bucket = {bucket: (n, k) for bucket, n, k in bench.copy_rates(identity, items, counts)}
+    assert by_bucket == {
+        (0, 0): (2, 2),
+        (1, 9): (0, 0),
+        (10, 99): (1, 1),
+        (100, 999): (1, 1),
+        (1000, None): (2, 2),
+    }
+    by_bucket = {bucket: (n, k) for bucket, n, k in bench.copy_rates(always_zero, items, counts)}
+    assert by_bucket == {
+        (0, 0): (2, 0),
+        (1, 9): (0, 0),
+        (10, 99): (1, 0),
+        (100, 999): (1, 0),
+        (1000, None): (2, 2),
+    }
