@@ -166,6 +166,37 @@ def test_class_input_every_adds_the_class_vector_to_every_grid_position() -> Non
         from_dict(TransformerConfig, {"preset": "tiny", "class_input": "sum"})
 
 
+def test_grid_conv_adds_each_positions_space_time_neighbours_and_leaves_the_prefix(tmp_path: Path) -> None:
+    """grid_conv=3: every block's input gets a depthwise 3x3x3 convolution of the grid positions (zero
+    padding at the edges), zero at the start; with a kernel that picks the previous latent frame, each
+    position gains exactly the vector of the same place one frame earlier, and the task and class tokens
+    are untouched."""
+    model = small(10, grid_conv=3).eval()
+    reference = small(10).eval()  # the convolutions start at zero: the same model as without them
+    assert reference.blocks[0].grid_conv is None
+    reference.load_state_dict({k: v for k, v in model.state_dict().items() if "grid_conv" not in k})
+    tasks, classes = prefix()
+    grid = ids(2, (5, 4, 4), 10)
+    torch.testing.assert_close(model(grid, tasks, classes).parts[0], reference(grid, tasks, classes).parts[0])
+    block = model.blocks[0]
+    with torch.no_grad():
+        block.grid_conv.weight.zero_()
+        block.grid_conv.bias.zero_()
+        block.grid_conv.weight[:, 0, 0, 1, 1] = 1.0  # kernel tap (t-1, h, w)
+    x = torch.randn(2, 2 + 3 * 4 * 4, 64)
+    mixed = block._mix_grid(x, (3, 4, 4))
+    torch.testing.assert_close(mixed[:, :2], x[:, :2])
+    cells, out = x[:, 2:].view(2, 3, 16, 64), mixed[:, 2:].view(2, 3, 16, 64)
+    torch.testing.assert_close(out[:, 0], cells[:, 0])  # nothing before frame 0: zero padding
+    torch.testing.assert_close(out[:, 1:], cells[:, 1:] + cells[:, :-1])
+    assert model(ids(2, (1, 4, 4), 10), tasks, classes).shape == (2, 16)  # images go through too
+    model.save_pretrained(tmp_path / "export")
+    loaded = CommitTransformer.from_pretrained(tmp_path / "export").eval()
+    torch.testing.assert_close(loaded(grid, tasks, classes).parts[0], model(grid, tasks, classes).parts[0])
+    with pytest.raises(ConfigError, match="grid_conv"):
+        from_dict(TransformerConfig, {"preset": "tiny", "grid_conv": 2})
+
+
 @pytest.mark.parametrize(
     "fields, words",
     [

@@ -63,6 +63,10 @@ class TransformerConfig:
     # "learned": factorized absolute vectors added to the input (pos_t + pos_h + pos_w) | "rope": 3D rotary
     # angles on every attention's queries and keys (scores depend on offsets only) | "both"
     position: str = "learned"
+    # kernel of a depthwise 3D convolution over the token grid, added to every block's input (CPVT's
+    # positional encoding generator, ConvNeXt-style locality): each position mixes its space-time neighbours
+    # in every layer, a prior that content moves to nearby positions; 0 = none (the reference transformer)
+    grid_conv: int = 0
     rope_base: float = 100.0  # rotary frequencies base ** (-i / n) per axis: wavelengths ~6 to ~600 positions
     dropout: float = 0.0  # on embeddings and residual branches
     attention_dropout: float = 0.0  # on attention weights; > 0 makes CPU SDPA fall back to its slow math path
@@ -169,6 +173,12 @@ class TransformerConfig:
             "attention_dropout",
             self.attention_dropout,
             "must be in [0, 1)",
+        )
+        check(
+            self.grid_conv == 0 or (self.grid_conv > 0 and self.grid_conv % 2 == 1),
+            "grid_conv",
+            self.grid_conv,
+            "use 0 (none) or an odd kernel size such as 3",
         )
         check(self.init_std > 0, "init_std", self.init_std, "must be > 0")
         check(self.layer_norm_eps > 0, "layer_norm_eps", self.layer_norm_eps, "must be > 0")

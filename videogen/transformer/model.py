@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from safetensors.torch import load_file
 from torch import nn
 
@@ -72,6 +73,16 @@ class Block(nn.Module):
         self.mlp = MLP(dim, config.mlp_ratio, config.mlp)
         self.dropout = nn.Dropout(config.dropout)
         self.modulation = nn.Linear(dim, 4 * dim) if config.class_input == "adaln" else None
+        kernel = config.grid_conv
+        self.grid_conv = nn.Conv3d(dim, dim, kernel, padding=kernel // 2, groups=dim) if kernel else None
+
+    def _mix_grid(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """``x + dwconv(grid positions)``: ``(B, 2 + N, D)``, the prefix untouched (zero padding at the edges)."""
+        frames, height, width = grid
+        cells = rearrange(x[:, 2:], "b (t h w) d -> b d t h w", t=frames, h=height, w=width)
+        mixed = self.grid_conv(cells.contiguous(memory_format=torch.channels_last_3d))
+        mixed = rearrange(mixed, "b d t h w -> b (t h w) d")
+        return torch.cat([x[:, :2], x[:, 2:] + mixed], dim=1)
 
     def forward(
         self,
@@ -79,7 +90,10 @@ class Block(nn.Module):
         backend: str,
         angles: torch.Tensor | None = None,
         condition: torch.Tensor | None = None,
+        grid: tuple[int, int, int] | None = None,
     ) -> torch.Tensor:
+        if self.grid_conv is not None:
+            x = self._mix_grid(x, grid)
         if self.modulation is None:
             x = x + self.dropout(self.attn(self.norm1(x), backend, angles))
             return x + self.dropout(self.mlp(self.norm2(x)))
@@ -119,6 +133,9 @@ class CommitTransformer(nn.Module):
         for block in self.blocks:
             if block.modulation is not None:  # adaLN starts as the identity: the prefix model
                 nn.init.zeros_(block.modulation.weight)
+            if block.grid_conv is not None:  # starts as the identity too: the reference transformer
+                nn.init.zeros_(block.grid_conv.weight)
+                nn.init.zeros_(block.grid_conv.bias)
 
     def _init_linear(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -246,7 +263,7 @@ class CommitTransformer(nn.Module):
         if self.config.class_input == "adaln":
             condition = self.embed.class_embedding(class_ids) + self.embed.task_embedding(task_ids)  # (B, D)
         for block in self.blocks:
-            x = block(x, backend, angles, condition)
+            x = block(x, backend, angles, condition, tuple(tokens.shape[1:]))
         h = self.norm(x[:, 2:])  # (B, N, D): grid positions only
         if self.config.head == "tied":
             parts = tuple(
