@@ -132,3 +132,91 @@ def test_the_copy_probe_counts_returned_ids_by_how_common_their_code_is():
         (100, 999): (1, 0),
         (1000, None): (2, 2),
     }
+
+
+def _bench(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"bench_{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bounds_of_not_predicting_motion_on_a_hand_made_clip():
+    """``bench fp_bounds``' oracles: a square crossing a grey frame leaves the median background grey;
+    the fade starts at the last frame and ends at the background."""
+    import torch
+
+    bench = _bench("fp_bounds")
+    clip = torch.full((1, 3, 7, 8, 8), -0.5)
+    for t in range(7):
+        clip[:, :, t, 2:4, t : t + 2] = 1.0  # a 2x2 square, one pixel right per frame
+    background = bench.clip_background(clip)
+    assert background.shape == (1, 3, 1, 8, 8)
+    torch.testing.assert_close(background, torch.full_like(background, -0.5))
+    last = clip[:, :, 3:4]
+    fade = bench.fade_into(last, background, 3)
+    torch.testing.assert_close(fade[:, :, 0], last[:, :, 0])
+    torch.testing.assert_close(fade[:, :, 1], 0.5 * last[:, :, 0] + 0.5 * background[:, :, 0])
+    torch.testing.assert_close(fade[:, :, 2], background[:, :, 0])
+
+
+def test_the_expected_code_averages_each_binary_digit_whatever_the_heads():
+    """One head over 4 codes, or one 2-way head per digit, with the same beliefs (code 0 or code 3, half
+    each; then surely code 2) give the same digit probabilities, and an LFQ code of 2 channels (+-1)
+    averages to 0 where the beliefs are split; ids kept or changed are counted per latent frame."""
+    import torch
+
+    from videogen.tokenizer.model import VideoTokenizer
+    from videogen.transformer.logits import TokenLogits
+
+    bench = _bench("fp_bounds")
+    one_head = torch.log(torch.tensor([[[0.5, 0.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]]]).clamp_min(1e-12))
+    low_digit = torch.log(torch.tensor([[[0.5, 0.5], [1.0, 0.0]]]).clamp_min(1e-12))
+    high_digit = torch.log(torch.tensor([[[0.5, 0.5], [0.0, 1.0]]]).clamp_min(1e-12))
+    expected = torch.tensor([[[0.5, 0.5], [0.0, 1.0]]])  # (B, N, digits), lowest digit first
+    torch.testing.assert_close(
+        bench.bit_marginals(TokenLogits((one_head,), (4,))), expected, atol=1e-6, rtol=0
+    )
+    per_digit = TokenLogits((low_digit, high_digit), (2, 2))
+    torch.testing.assert_close(bench.bit_marginals(per_digit), expected, atol=1e-6, rtol=0)
+    tokenizer = VideoTokenizer.from_preset("tiny", base_channels=8, num_groups=4, lfq={"bits": 2})
+    scale = tokenizer.quantizer.code_scale
+    codes = bench.expected_codes(per_digit, tokenizer)  # (B, C, N)
+    torch.testing.assert_close(codes, torch.tensor([[[0.0, -scale], [0.0, scale]]]), atol=1e-6, rtol=0)
+    truth = torch.tensor([[[[1, 2]], [[1, 3]], [[0, 3]]]])  # (B, T'=3, H'=1, W'=2)
+    argmax = torch.tensor([[[[1, 2]], [[1, 0]], [[0, 3]]]])
+    counts = bench.kept_and_changed(argmax, truth, torch.tensor([False, True, True]))
+    assert counts == {
+        (1, "kept"): (1, 1),
+        (1, "changed"): (1, 0),
+        (2, "kept"): (1, 1),
+        (2, "changed"): (1, 1),
+    }
+
+
+def test_the_bounds_benchmark_prints_both_tables_for_a_transformer(tmp_path):
+    """``bench fp_bounds`` end to end on tiny random exports and 2 generated 9-frame clips."""
+    from fault_helpers import make_sample
+    from inference_helpers import export_tiny_models
+
+    tokenizer, transformer = export_tiny_models(tmp_path)
+    sample = make_sample(tmp_path)
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_fp_bounds.py"),
+        *("--tokenizer", str(tokenizer), "--transformer", str(transformer), "--data", str(sample.val)),
+        *("--clip-frames", "9", "--cond-frames", "5"),
+    ]
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    for row in (
+        "| copy last frame |",
+        "| true background (oracle) |",
+        "one pass: expected code |",
+        "(ceiling) |",
+    ):
+        assert row in out, out
+    assert "| 2 | changed |" in out and "| 2 | kept |" in out
