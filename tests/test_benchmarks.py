@@ -220,3 +220,27 @@ def test_the_bounds_benchmark_prints_both_tables_for_a_transformer(tmp_path):
     ):
         assert row in out, out
     assert "| 2 | changed |" in out and "| 2 | kept |" in out
+
+
+def test_the_token_motion_grids_move_whole_objects_by_their_velocity():
+    """``bench token_motion``: positions reflect at the walls; in a grid with one object, every latent
+    frame is the previous one with the object's codes moved by one velocity step (the background stays),
+    and frame prediction's condition is latent frames 0-1."""
+    import torch
+
+    bench = _bench("token_motion")
+    assert bench.positions(0, 1, 5, 2) == [0, 1, 2, 1, 0]
+    assert bench.positions(1, -1, 4, 3) == [1, 0, 1, 2]
+    grids = bench.make_grids(8, torch.Generator().manual_seed(0), background_codes=4)
+    assert grids.shape == (8, 5, 16, 16)
+    background = grids < 4
+    for b in range(8):
+        still = background[b].all(0)  # never covered by an object: the same code in every latent frame
+        assert (grids[b][:, still] == grids[b, 0][still]).all()
+        moved = [not torch.equal(grids[b, t], grids[b, t - 1]) for t in range(1, 5)]
+        assert all(moved)  # a velocity is never (0, 0)
+        objects = (~background[b]).sum((1, 2))
+        assert objects.min() > 0 and objects.max() <= 2 * 7 * 4
+    cond, mask = bench.condition(grids)
+    assert mask[:, :2].all() and not mask[:, 2:].any()
+    assert torch.equal(cond[:, :2], grids[:, :2]) and (cond[:, 2:] == 0).all()
