@@ -241,6 +241,9 @@ def test_the_token_motion_grids_move_whole_objects_by_their_velocity():
         assert all(moved)  # a velocity is never (0, 0)
         objects = (~background[b]).sum((1, 2))
         assert objects.min() > 0 and objects.max() <= 2 * 7 * 4
+    sideways = bench.make_grids(4, torch.Generator().manual_seed(1), background_codes=4, velocity=(0, 1))
+    rows = (sideways >= 4).any(-1)  # (B, T', H'): the rows that hold object codes
+    assert (rows == rows[:, :1]).all()  # a velocity of (0, 1) never moves an object up or down
     cond, mask = bench.condition(grids)
     assert mask[:, :2].all() and not mask[:, 2:].any()
     assert torch.equal(cond[:, :2], grids[:, :2]) and (cond[:, 2:] == 0).all()
