@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from videogen.errors import UserError
 from videogen.transformer import CommitTransformer
 from videogen.transformer.masking import commit_loss, mix_tokens, prepare_training_inputs
 from videogen.transformer.vocab import MASK_ID, TASK_IDS
@@ -111,6 +112,12 @@ def main() -> None:
     parser.add_argument("--sub-tokens", default="single", help="single (one 4096-way head) or bits")
     parser.add_argument("--background-codes", type=int, default=16)
     parser.add_argument(
+        "--object-codes",
+        type=int,
+        default=4080,
+        help="how many codes the objects draw from (after the background's)",
+    )
+    parser.add_argument(
         "--fixed-velocity",
         action="store_true",
         help="every object starts one token right per latent frame (reflected at the wall)",
@@ -146,15 +153,20 @@ def main() -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     train_gen = torch.Generator().manual_seed(args.seed + 1)
     velocity = (0, 1) if args.fixed_velocity else None
+    codebook = args.background_codes + args.object_codes
+    if codebook > 4096:
+        raise UserError(
+            f"--background-codes + --object-codes = {codebook} exceeds the 4096 codes of the model"
+        )
     held_out = make_grids(
-        64, torch.Generator().manual_seed(12345), background_codes=args.background_codes, velocity=velocity
+        64, torch.Generator().manual_seed(12345), codebook, args.background_codes, velocity=velocity
     )
     task_ids = torch.full((args.batch,), TASK_IDS["frame_prediction"])
     class_ids = torch.full((args.batch,), model.uncond_class_id)
     kept_share = (held_out[:, GIVEN:] == held_out[:, GIVEN - 1 : -1]).float().mean().item()
     print(
         f"tiny transformer ({model.num_parameters() / 1e6:.1f}M), grid_conv {args.grid_conv}, heads "
-        f"{args.sub_tokens}, velocities {'(0, 1) for all' if velocity else 'random'}, "
+        f"{args.sub_tokens}, objects of {args.object_codes} codes, velocities {'(0, 1) for all' if velocity else 'random'}, "
         f"{'every predicted position masked' if args.mask_future else 'cosine mask share'}, "
         f"lr {args.lr}, batch {args.batch}; held-out: 64 grids, {kept_share:.0%} of the "
         "predicted ids kept from the previous latent frame\n"
@@ -164,7 +176,7 @@ def main() -> None:
     train_seconds, loss_value = 0.0, float("nan")
     for step in range(1, args.steps + 1):
         start = time.perf_counter()
-        grids = make_grids(args.batch, train_gen, background_codes=args.background_codes, velocity=velocity)
+        grids = make_grids(args.batch, train_gen, codebook, args.background_codes, velocity=velocity)
         cond, mask = condition(grids)
         inputs = prepare_training_inputs(
             grids, cond, mask, task_ids, class_ids, uncond_class_id=model.uncond_class_id, generator=train_gen
