@@ -16,8 +16,9 @@ data limit). Every ``--every`` steps: argmax accuracy (one pass, every predicted
 ("changed"). ``--fixed-velocity`` gives every object the same velocity (one token right), so no velocity
 has to be read from the given frames: only the copy one place over is left to learn. ``--mask-future``
 masks every predicted position in every step (the cosine share leaves many visible, and a visible
-neighbour in the same latent frame is an easier source than the previous frame). Real digits
-(``./run.sh bench fp_bounds``) get 7-11% of their changed ids right.
+neighbour in the same latent frame is an easier source than the previous frame).
+``--object-codes N`` draws the objects' codes from N codes instead of 4080 (each code seen more often).
+Real digits (``./run.sh bench fp_bounds``) get 7-11% of their changed ids right.
 """
 
 from __future__ import annotations
