@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from videogen.config_loader import ConfigError, from_dict
 from videogen.errors import UserError
 from videogen.transformer import MASK_ID, CommitTransformer, TransformerConfig
+from videogen.transformer.attention import window_mask
 from videogen.transformer.masking import commit_loss, mix_tokens, prepare_training_inputs
 from videogen.transformer.rope import axis_pairs, rope_angles, rotate
 from videogen.transformer.vocab import TASK_IDS, merge_tokens, split_tokens
@@ -195,6 +196,50 @@ def test_grid_conv_adds_each_positions_space_time_neighbours_and_leaves_the_pref
     torch.testing.assert_close(loaded(grid, tasks, classes).parts[0], model(grid, tasks, classes).parts[0])
     with pytest.raises(ConfigError, match="grid_conv"):
         from_dict(TransformerConfig, {"preset": "tiny", "grid_conv": 2})
+
+
+def test_window_attention_sees_only_neighbours_within_the_radius_in_its_layers() -> None:
+    """attention_window=(t, h, w): in layers 0, 2, ... a grid position attends to the prefix and to the
+    positions within the radius on every axis, nothing else; a window as large as the grid is global
+    attention; math and sdpa agree under the mask."""
+    tasks, classes = prefix()
+    grid = ids(2, (3, 4, 4), 10)
+    one_layer = small(10, num_layers=1, attention_window=(0, 1, 1)).eval()
+    reference = one_layer(grid, tasks, classes).parts[0].view(2, 3, 4, 4, -1)
+    for (t, h, w), inside in [
+        ((0, 2, 2), True),
+        ((0, 0, 0), True),
+        ((0, 3, 1), False),
+        ((0, 1, 3), False),
+        ((1, 1, 1), False),
+    ]:
+        changed = grid.clone()
+        changed[:, t, h, w] = (changed[:, t, h, w] + 1) % 2**10
+        out = one_layer(changed, tasks, classes).parts[0].view(2, 3, 4, 4, -1)
+        moved = (out[:, 0, 1, 1] - reference[:, 0, 1, 1]).abs().max().item()
+        assert (moved > 1e-6) == inside, ((t, h, w), moved)  # position (0, 1, 1) and its 3x3 neighbours
+    two_layers = small(10, attention_window=(0, 1, 1)).eval()
+    assert two_layers.blocks[1].attn is not None
+    far = grid.clone()
+    far[:, 2, 3, 3] = (far[:, 2, 3, 3] + 1) % 2**10
+    moved = two_layers(far, tasks, classes).parts[0] - two_layers(grid, tasks, classes).parts[0]
+    assert moved.view(2, 3, 4, 4, -1)[:, 0, 0, 0].abs().max() > 1e-6  # layer 1 is global
+    whole = small(10, attention_window=(2, 3, 3)).eval()
+    torch.testing.assert_close(
+        whole(grid, tasks, classes).parts[0], small(10).eval()(grid, tasks, classes).parts[0]
+    )
+    reference = two_layers(grid, tasks, classes).parts[0]
+    two_layers.config.attention = "math"
+    torch.testing.assert_close(two_layers(grid, tasks, classes).parts[0], reference, atol=1e-5, rtol=1e-5)
+    mask = window_mask((2, 1, 3), (1, 0, 1), 2, torch.device("cpu"))
+    assert mask[:2].all() and mask[:, :2].all()  # the task and class tokens see and are seen by all
+    assert mask[2 + 0, 2:].tolist() == [True, True, False, True, True, False]  # (0,0,0): w <= 1, t <= 1
+    for fields, words in [
+        ({"attention_window": [0, -1, 1]}, "radii"),
+        ({"attention_window": [1, 1, 1], "attention": "xformers"}, "xformers"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            from_dict(TransformerConfig, {"preset": "tiny", **fields})
 
 
 @pytest.mark.parametrize(

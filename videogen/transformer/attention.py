@@ -7,6 +7,7 @@ import importlib.util
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from videogen.errors import UserError
@@ -35,6 +36,28 @@ def resolve_attention(name: str, device: torch.device | str) -> str:
     return name
 
 
+def window_mask(
+    grid: tuple[int, int, int], radius: tuple[int, int, int], prefix: int, device: torch.device
+) -> torch.Tensor:
+    """``(prefix + T*H*W, prefix + T*H*W)`` bool, True where a query (row) may attend to a key (column):
+    grid positions within ``radius`` (frames, height, width) of each other on every axis, and the
+    ``prefix`` tokens (task, class) with everything, both ways."""
+    near_t, near_h, near_w = (
+        (torch.arange(size, device=device)[:, None] - torch.arange(size, device=device)).abs() <= r
+        for size, r in zip(grid, radius)
+    )  # each (size, size): within the radius on that axis
+    near = rearrange(
+        near_t[:, None, None, :, None, None]
+        & near_h[None, :, None, None, :, None]
+        & near_w[None, None, :, None, None, :],
+        "t h w u v x -> (t h w) (u v x)",
+    )  # (N, N), raster order both ways
+    length = prefix + len(near)
+    mask = torch.ones(length, length, dtype=torch.bool, device=device)
+    mask[prefix:, prefix:] = near
+    return mask
+
+
 class SelfAttention(nn.Module):
     """Bidirectional attention over ``(B, L, D)``; no padding mask (every sequence is full)."""
 
@@ -45,9 +68,17 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, backend: str, angles: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        backend: str,
+        angles: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``(B, L, D) -> (B, L, D)``; ``angles`` ``(L, head_dim // 2)``: rotary angles of each position
-        (``videogen.transformer.rope``), applied to queries and keys; None = no rotation."""
+        (``videogen.transformer.rope``), applied to queries and keys; None = no rotation. ``mask``
+        ``(L, L)`` bool: which keys each query may attend to (:func:`window_mask`); None = all. The
+        xformers kernel takes no mask."""
         batch, length, dim = x.shape
         head_dim = dim // self.num_heads
         drop = self.dropout if self.training else 0.0
@@ -55,15 +86,19 @@ class SelfAttention(nn.Module):
         if angles is not None:
             q, k = rotate(q, angles[:, None]), rotate(k, angles[:, None])
         if backend == "xformers":
+            if mask is not None:
+                raise ValueError("the xformers attention kernel takes no mask: use sdpa or math")
             import xformers.ops as xops
 
             out = xops.memory_efficient_attention(q, k, v, p=drop)
         else:
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # each (B, heads, L, head_dim)
             if backend == "sdpa":
-                out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
             else:  # "math": reference kernel, softmax in float32
                 scores = (q @ k.transpose(-2, -1)) * head_dim**-0.5
+                if mask is not None:
+                    scores = scores.masked_fill(~mask, float("-inf"))
                 probs = F.dropout(scores.float().softmax(dim=-1), drop).to(v.dtype)
                 out = probs @ v
             out = out.transpose(1, 2)  # (B, heads, L, hd) -> (B, L, heads, hd)

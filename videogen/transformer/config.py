@@ -67,6 +67,12 @@ class TransformerConfig:
     # positional encoding generator, ConvNeXt-style locality): each position mixes its space-time neighbours
     # in every layer, a prior that content moves to nearby positions; 0 = none (the reference transformer)
     grid_conv: int = 0
+    # radius (frames, height, width), in tokens, of the local attention window of layers 0, 2, 4, ...: a grid
+    # position there attends to the prefix and to the positions within the radius on every axis (MaskViT's
+    # window attention: a short, local search, such as where a moving object was a latent frame ago, is
+    # what attention over all T*H*W positions learns slowest); the other layers attend globally. null = every
+    # layer global (the reference transformer)
+    attention_window: tuple[int, int, int] | None = None
     rope_base: float = 100.0  # rotary frequencies base ** (-i / n) per axis: wavelengths ~6 to ~600 positions
     dropout: float = 0.0  # on embeddings and residual branches
     attention_dropout: float = 0.0  # on attention weights; > 0 makes CPU SDPA fall back to its slow math path
@@ -180,6 +186,19 @@ class TransformerConfig:
             self.grid_conv,
             "use 0 (none) or an odd kernel size such as 3",
         )
+        if self.attention_window is not None:
+            check(
+                all(r >= 0 for r in self.attention_window),
+                "attention_window",
+                list(self.attention_window),
+                "radii (frames, height, width) must be >= 0",
+            )
+            check(
+                self.attention != "xformers",
+                "attention",
+                self.attention,
+                "xformers takes no attention mask: use auto or sdpa with attention_window",
+            )
         check(self.init_std > 0, "init_std", self.init_std, "must be > 0")
         check(self.layer_norm_eps > 0, "layer_norm_eps", self.layer_norm_eps, "must be > 0")
         check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", self.label_smoothing, "must be in [0, 1)")

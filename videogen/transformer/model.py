@@ -20,7 +20,7 @@ from videogen.export import (
     read_export_config,
     save_export,
 )
-from videogen.transformer.attention import SelfAttention, resolve_attention
+from videogen.transformer.attention import SelfAttention, resolve_attention, window_mask
 from videogen.transformer.config import TransformerConfig
 from videogen.transformer.embeddings import InputEmbedding
 from videogen.transformer.logits import TokenLogits
@@ -91,14 +91,15 @@ class Block(nn.Module):
         angles: torch.Tensor | None = None,
         condition: torch.Tensor | None = None,
         grid: tuple[int, int, int] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.grid_conv is not None:
             x = self._mix_grid(x, grid)
         if self.modulation is None:
-            x = x + self.dropout(self.attn(self.norm1(x), backend, angles))
+            x = x + self.dropout(self.attn(self.norm1(x), backend, angles, mask))
             return x + self.dropout(self.mlp(self.norm2(x)))
         shift1, scale1, shift2, scale2 = self.modulation(F.silu(condition)).unsqueeze(1).chunk(4, dim=-1)
-        x = x + self.dropout(self.attn(self.norm1(x) * (1 + scale1) + shift1, backend, angles))
+        x = x + self.dropout(self.attn(self.norm1(x) * (1 + scale1) + shift1, backend, angles, mask))
         return x + self.dropout(self.mlp(self.norm2(x) * (1 + scale2) + shift2))
 
 
@@ -209,7 +210,10 @@ class CommitTransformer(nn.Module):
     def attention_backend(self, device: torch.device | str | None = None) -> str:
         """The attention kernel a forward on ``device`` (default: the model's) uses."""
         device = device if device is not None else self.norm.weight.device
-        return resolve_attention(self.config.attention, device)
+        backend = resolve_attention(self.config.attention, device)
+        if backend == "xformers" and self.config.attention_window is not None:
+            return "sdpa"  # auto: xformers takes no mask
+        return backend
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -253,7 +257,7 @@ class CommitTransformer(nn.Module):
     def forward(self, tokens: torch.Tensor, task_ids: torch.Tensor, class_ids: torch.Tensor) -> TokenLogits:
         """``(B, T', H', W')`` tokens, ``(B,)`` task ids, ``(B,)`` class ids -> logits ``(B, T'*H'*W', .)``."""
         self._check_inputs(tokens, task_ids, class_ids)
-        backend = resolve_attention(self.config.attention, tokens.device)
+        backend = self.attention_backend(tokens.device)
         x = self.dropout(self.embed(tokens, task_ids, class_ids))  # (B, 2 + N, D)
         angles = None
         if self.config.rotary_positions:
@@ -262,8 +266,12 @@ class CommitTransformer(nn.Module):
         condition = None
         if self.config.class_input == "adaln":
             condition = self.embed.class_embedding(class_ids) + self.embed.task_embedding(task_ids)  # (B, D)
-        for block in self.blocks:
-            x = block(x, backend, angles, condition, tuple(tokens.shape[1:]))
+        grid = tuple(tokens.shape[1:])
+        local = None
+        if self.config.attention_window is not None:
+            local = window_mask(grid, self.config.attention_window, 2, tokens.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, backend, angles, condition, grid, local if i % 2 == 0 else None)
         h = self.norm(x[:, 2:])  # (B, N, D): grid positions only
         if self.config.head == "tied":
             parts = tuple(
