@@ -247,3 +247,39 @@ def test_the_token_motion_grids_move_whole_objects_by_their_velocity():
     cond, mask = bench.condition(grids)
     assert mask[:, :2].all() and not mask[:, 2:].any()
     assert torch.equal(cond[:, :2], grids[:, :2]) and (cond[:, 2:] == 0).all()
+
+
+def test_token_motion_scores_the_previous_frame_as_right_only_where_nothing_moved():
+    """``bench token_motion``'s accuracy: a model that answers each predicted latent frame's true predecessor
+    is right on every kept id and on no moved object id; one that answers the truth is right everywhere."""
+    import torch
+
+    from videogen.transformer.logits import TokenLogits
+
+    bench = _bench("token_motion")
+    grids = bench.make_grids(4, torch.Generator().manual_seed(2), codebook=64, background_codes=4)
+
+    class Answers:
+        uncond_class_id = 0
+
+        def __init__(self, answer: torch.Tensor) -> None:
+            self.answer = answer
+
+        def eval(self) -> None: ...
+
+        def train(self) -> None: ...
+
+        def __call__(self, tokens, task_ids, class_ids) -> TokenLogits:
+            picked = self.answer[: len(tokens)].flatten(1)  # (B, N)
+            self.answer = self.answer[len(tokens) :]
+            return TokenLogits((torch.nn.functional.one_hot(picked, 64).float(),), (64,))
+
+    previous = grids.clone()
+    previous[:, 2:] = grids[:, 1:-1]
+    scores = bench.kept_changed_accuracy(Answers(previous), grids, background_codes=4)
+    assert scores["kept"] == 1.0 and scores["moved"] == 0.0 and scores["changed"] < 0.2
+    assert bench.kept_changed_accuracy(Answers(grids), grids, background_codes=4) == {
+        "kept": 1.0,
+        "changed": 1.0,
+        "moved": 1.0,
+    }
