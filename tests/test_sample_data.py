@@ -38,7 +38,7 @@ from videogen.data.sample_data import (
 from videogen.errors import UserError
 from videogen.video_io import probe_video, read_image, read_video, write_video
 
-SMALL = SampleParams(count=4, val_count=2, image_count=3, size=32, num_frames=9, fps=8.0, seed=0, real=False)
+SMALL = SampleParams(count=4, val_count=2, test_count=2, image_count=3, size=32, num_frames=9, fps=8.0, seed=0, real=False)
 SMALL_REAL = replace(
     SMALL, real=True, real_size=32, real_pans_per_photo=1, real_val_pans_per_photo=1, real_image_count=16
 )
@@ -57,6 +57,12 @@ def test_generation_is_deterministic_and_playable(tmp_path):
     b = make_sample_data(tmp_path / "b", SMALL, workers=0)  # another worker count, after decoding: same bytes
     frames_b, _ = _decoded(b.root, "train.jsonl")
     assert len(manifest) == 4 and len(read_manifest(a.val)) == 2
+    test_frames, test_manifest = _decoded(a.root, "test.jsonl")  # a second held-out split, its own clips
+    assert a.test == a.root / "test.jsonl" and test_manifest.labels.tolist() == [0, 1]
+    val_frames, _ = _decoded(a.root, "val.jsonl")
+    for x, y in zip(test_frames, val_frames):
+        assert not np.array_equal(x, y)  # same labels, other digits and trajectories
+    assert (a.root / "digits/test/00001.mp4").read_bytes() == (b.root / "digits/test/00001.mp4").read_bytes()
     for x, y in zip(frames_a, frames_b):
         np.testing.assert_array_equal(x, y)
     for name in ("digits/train/00000.mp4", "digits/val/00001.mp4", "images/00002.png"):
@@ -267,7 +273,7 @@ def test_real_clip_is_reencoded_small(tmp_path):
 def test_default_config_trains_on_generated_sample_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = DataConfig(num_workers=0)  # the defaults: data/sample/train.jsonl and val.jsonl
-    prepare_data(cfg, SampleParams(count=4, val_count=2, image_count=2, num_frames=17, real=False))
+    prepare_data(cfg, SampleParams(count=4, val_count=2, test_count=0, image_count=2, num_frames=17, real=False))
     assert (tmp_path / "data" / "sample" / "train.jsonl").is_file()
     loader, sampler = build_loader(cfg, "train", batch_size=2)
     batch = next(iter(loader))

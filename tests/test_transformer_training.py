@@ -99,7 +99,7 @@ def world(tmp_path_factory) -> dict:
     """Generated clips (24 train, 8 val, 10 labels) and 8 stills, a random tiny tokenizer, and one finished run."""
     root = tmp_path_factory.mktemp("transformer_training")
     params = SampleParams(
-        count=24, val_count=8, image_count=NUM_IMAGES, size=32, num_frames=FRAMES, real=False
+        count=24, val_count=8, test_count=0, image_count=NUM_IMAGES, size=32, num_frames=FRAMES, real=False
     )
     make_sample_data(root / "data", params, workers=0)
     torch.manual_seed(0)

