@@ -117,7 +117,9 @@ def run_cli(*argv: str) -> tuple[int, str]:
 
 def make_sample(folder: Path):
     """8 training and 2 held-out moving-digit clips of 9 frames at 32x32 (no images, no real content)."""
-    params = SampleParams(count=8, val_count=2, test_count=0, image_count=0, size=SIZE, num_frames=9, real=False)
+    params = SampleParams(
+        count=8, val_count=2, test_count=0, image_count=0, size=SIZE, num_frames=9, real=False
+    )
     return make_sample_data(folder / "sample", params, workers=1)
 
 

@@ -38,7 +38,9 @@ from videogen.data.sample_data import (
 from videogen.errors import UserError
 from videogen.video_io import probe_video, read_image, read_video, write_video
 
-SMALL = SampleParams(count=4, val_count=2, test_count=2, image_count=3, size=32, num_frames=9, fps=8.0, seed=0, real=False)
+SMALL = SampleParams(
+    count=4, val_count=2, test_count=2, image_count=3, size=32, num_frames=9, fps=8.0, seed=0, real=False
+)
 SMALL_REAL = replace(
     SMALL, real=True, real_size=32, real_pans_per_photo=1, real_val_pans_per_photo=1, real_image_count=16
 )
@@ -273,7 +275,9 @@ def test_real_clip_is_reencoded_small(tmp_path):
 def test_default_config_trains_on_generated_sample_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = DataConfig(num_workers=0)  # the defaults: data/sample/train.jsonl and val.jsonl
-    prepare_data(cfg, SampleParams(count=4, val_count=2, test_count=0, image_count=2, num_frames=17, real=False))
+    prepare_data(
+        cfg, SampleParams(count=4, val_count=2, test_count=0, image_count=2, num_frames=17, real=False)
+    )
     assert (tmp_path / "data" / "sample" / "train.jsonl").is_file()
     loader, sampler = build_loader(cfg, "train", batch_size=2)
     batch = next(iter(loader))

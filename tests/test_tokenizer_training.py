@@ -42,7 +42,9 @@ FRAMES, SIZE, BATCH = 5, 32, 2
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    params = SampleParams(count=8, val_count=4, test_count=0, image_count=8, size=SIZE, num_frames=9, real=False)
+    params = SampleParams(
+        count=8, val_count=4, test_count=0, image_count=8, size=SIZE, num_frames=9, real=False
+    )
     return make_sample_data(tmp_path_factory.mktemp("data") / "sample", params, workers=1)
 
 

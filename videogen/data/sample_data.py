@@ -236,7 +236,11 @@ def make_sample_data(
     params = params or SampleParams()
     if params.size < 16 or params.size % 2:
         raise UserError(f"sample size {params.size} must be even and >= 16")
-    if params.num_frames < 1 or params.count < 1 or min(params.val_count, params.test_count, params.image_count) < 0:
+    if (
+        params.num_frames < 1
+        or params.count < 1
+        or min(params.val_count, params.test_count, params.image_count) < 0
+    ):
         raise UserError("sample data needs frames >= 1, count >= 1, and val/test/image counts >= 0")
     real_counts = (params.real_pans_per_photo, params.real_val_pans_per_photo, params.real_image_count)
     if min(real_counts) < 0:
