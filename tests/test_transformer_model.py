@@ -14,7 +14,7 @@ from videogen.errors import UserError
 from videogen.transformer import MASK_ID, CommitTransformer, TransformerConfig
 from videogen.transformer.attention import window_mask
 from videogen.transformer.masking import commit_loss, mix_tokens, prepare_training_inputs
-from videogen.transformer.rope import axis_pairs, rope_angles, rotate
+from videogen.transformer.rope import axis_pairs, divided_angles, rope_angles, rotate
 from videogen.transformer.vocab import TASK_IDS, merge_tokens, split_tokens
 
 SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_frames": 5, "max_height": 4, "max_width": 4}
@@ -237,6 +237,60 @@ def test_window_attention_sees_only_neighbours_within_the_radius_in_its_layers()
     for fields, words in [
         ({"attention_window": [0, -1, 1]}, "radii"),
         ({"attention_window": [1, 1, 1], "attention": "xformers"}, "xformers"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            from_dict(TransformerConfig, {"preset": "tiny", **fields})
+
+
+def test_divided_attention_mixes_a_place_over_time_and_a_frame_over_space(tmp_path: Path) -> None:
+    """attention_layout=divided: the time sublayer mixes a grid position only with its own place in the
+    other latent frames (nothing to the prefix), the space sublayer only within its latent frame and the
+    prefix (whose output is its mean over the frames); each is the joint attention of the same weights over
+    that column or that frame; one block reaches every position in two hops; math = sdpa; round trip."""
+    model = small(10, num_layers=1, position="rope", attention_layout="divided").eval()
+    block, (frames, height, width) = model.blocks[0], (3, 4, 4)
+    h = torch.randn(2, 2 + frames * height * width, 64, generator=torch.Generator().manual_seed(1))
+    space, time = divided_angles((frames, height, width), 16, model.config.rope_base, 2, torch.device("cpu"))
+    with torch.no_grad():
+        by_time = block._attend_time(h, "sdpa", time, (frames, height, width))
+        by_space = block._attend_space(h, "sdpa", space, (frames, height, width))
+        nudged = h.clone()
+        nudged[:, 2 + 1 * 16 + 2 * 4 + 3] += 1.0  # grid position (t=1, h=2, w=3)
+        time_moved = (block._attend_time(nudged, "sdpa", time, (3, 4, 4)) - by_time).abs().amax(dim=(0, 2))
+        space_moved = (
+            (block._attend_space(nudged, "sdpa", space, (3, 4, 4)) - by_space).abs().amax(dim=(0, 2))
+        )
+        assert (time_moved > 1e-6).nonzero().flatten().tolist() == [2 + 11, 2 + 27, 2 + 43]  # place (2, 3)
+        assert by_time[:, :2].abs().max() == 0
+        assert (space_moved > 1e-6).nonzero().flatten().tolist() == [0, 1, *range(2 + 16, 2 + 32)]
+        cells = h[:, 2:].view(2, frames, height * width, 64)
+        column = block.time_attn(cells[:, :, 11], "sdpa", time)  # place (2, 3) over the 3 latent frames
+        torch.testing.assert_close(by_time[:, 2:].view(2, frames, 16, 64)[:, :, 11], column)
+        frame_angles = rope_angles((1, height, width), 16, model.config.rope_base, 2, torch.device("cpu"))
+        per_frame = [
+            block.attn(torch.cat([h[:, :2], cells[:, t]], 1), "sdpa", frame_angles) for t in range(3)
+        ]
+        torch.testing.assert_close(by_space[:, 2:].view(2, frames, 16, 64)[:, 1], per_frame[1][:, 2:])
+        torch.testing.assert_close(by_space[:, :2], torch.stack([f[:, :2] for f in per_frame]).mean(0))
+    tasks, classes = prefix()
+    grid = ids(2, (frames, height, width), 10)
+    far = grid.clone()
+    far[:, 2, 3, 3] = (far[:, 2, 3, 3] + 1) % 2**10  # another frame and another place than (0, 0, 0)
+    reference = model(grid, tasks, classes).parts[0]
+    assert (model(far, tasks, classes).parts[0] - reference).view(2, 3, 4, 4, -1)[
+        :, 0, 0, 0
+    ].abs().max() > 1e-6
+    assert model(grid[:, :1], tasks, classes).parts[0].shape[1] == 16  # a 1-frame grid (images) too
+    model.config.attention = "math"
+    torch.testing.assert_close(model(grid, tasks, classes).parts[0], reference, atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path / "export")
+    loaded = CommitTransformer.from_pretrained(tmp_path / "export").eval()
+    assert loaded.config.attention_layout == "divided"
+    torch.testing.assert_close(loaded(grid, tasks, classes).parts[0], reference, atol=1e-5, rtol=1e-5)
+    for fields, words in [
+        ({"attention_layout": "axial"}, "joint or divided"),
+        ({"attention_layout": "divided", "attention_window": [1, 1, 1]}, "attention_window"),
+        ({"attention_layout": "divided", "class_input": "adaln"}, "adaln"),
     ]:
         with pytest.raises(ConfigError, match=words):
             from_dict(TransformerConfig, {"preset": "tiny", **fields})

@@ -24,7 +24,7 @@ from videogen.transformer.attention import SelfAttention, resolve_attention, win
 from videogen.transformer.config import TransformerConfig
 from videogen.transformer.embeddings import InputEmbedding
 from videogen.transformer.logits import TokenLogits
-from videogen.transformer.rope import rope_angles
+from videogen.transformer.rope import divided_angles, rope_angles
 from videogen.transformer.vocab import MASK_ID
 
 KIND = "transformer"
@@ -57,7 +57,9 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``.
+    """Pre-LN transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``. With ``attention_layout:
+    divided``, ``x + time_attn(ln(x))`` (each grid position over its own place in every latent frame), then
+    ``x + attn(ln(x))`` within each latent frame and the prefix, then the MLP.
 
     With ``class_input: adaln`` each layer norm's output is scaled and shifted per sample by a linear map
     of the condition vector ``(B, D)`` (DiT's adaLN), ``ln(x) * (1 + scale) + shift``; the map starts at
@@ -73,6 +75,9 @@ class Block(nn.Module):
         self.mlp = MLP(dim, config.mlp_ratio, config.mlp)
         self.dropout = nn.Dropout(config.dropout)
         self.modulation = nn.Linear(dim, 4 * dim) if config.class_input == "adaln" else None
+        divided = config.attention_layout == "divided"
+        self.norm_time = nn.LayerNorm(dim, eps=config.layer_norm_eps) if divided else None
+        self.time_attn = SelfAttention(dim, config.num_heads, config.attention_dropout) if divided else None
         kernel = config.grid_conv
         self.grid_conv = nn.Conv3d(dim, dim, kernel, padding=kernel // 2, groups=dim) if kernel else None
 
@@ -84,17 +89,45 @@ class Block(nn.Module):
         mixed = rearrange(mixed, "b d t h w -> b (t h w) d")
         return torch.cat([x[:, :2], x[:, 2:] + mixed], dim=1)
 
+    def _attend_time(
+        self, h: torch.Tensor, backend: str, angles: torch.Tensor | None, grid: tuple[int, int, int]
+    ) -> torch.Tensor:
+        """``(B, 2 + N, D) -> (B, 2 + N, D)``: each grid position attends to its own place in every latent
+        frame; zero at the prefix."""
+        columns = rearrange(h[:, 2:], "b (t s) d -> (b s) t d", t=grid[0])  # (B*H*W, T, D)
+        out = rearrange(self.time_attn(columns, backend, angles), "(b s) t d -> b (t s) d", b=len(h))
+        return torch.cat([out.new_zeros(len(h), 2, out.shape[-1]), out], dim=1)
+
+    def _attend_space(
+        self, h: torch.Tensor, backend: str, angles: torch.Tensor | None, grid: tuple[int, int, int]
+    ) -> torch.Tensor:
+        """``(B, 2 + N, D) -> (B, 2 + N, D)``: each latent frame attends within itself and to the prefix;
+        the prefix's output is its mean over the frames."""
+        frames = grid[0]
+        prefix = h[:, :2].repeat_interleave(frames, dim=0)  # (B*T, 2, D), frames inner like (b t)
+        cells = rearrange(h[:, 2:], "b (t s) d -> (b t) s d", t=frames)  # (B*T, H*W, D)
+        out = self.attn(torch.cat([prefix, cells], dim=1), backend, angles)  # (B*T, 2 + H*W, D)
+        prefix_out = rearrange(out[:, :2], "(b t) p d -> b t p d", t=frames).mean(dim=1)
+        return torch.cat([prefix_out, rearrange(out[:, 2:], "(b t) s d -> b (t s) d", t=frames)], dim=1)
+
     def forward(
         self,
         x: torch.Tensor,
         backend: str,
-        angles: torch.Tensor | None = None,
+        angles: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
         condition: torch.Tensor | None = None,
         grid: tuple[int, int, int] | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``angles``: rotary angles of the joint sequence, or (space, time) for the divided layout
+        (:func:`videogen.transformer.rope.divided_angles`); None = no rotation."""
         if self.grid_conv is not None:
             x = self._mix_grid(x, grid)
+        if self.time_attn is not None:
+            space_angles, time_angles = angles if angles is not None else (None, None)
+            x = x + self.dropout(self._attend_time(self.norm_time(x), backend, time_angles, grid))
+            x = x + self.dropout(self._attend_space(self.norm1(x), backend, space_angles, grid))
+            return x + self.dropout(self.mlp(self.norm2(x)))
         if self.modulation is None:
             x = x + self.dropout(self.attn(self.norm1(x), backend, angles, mask))
             return x + self.dropout(self.mlp(self.norm2(x)))
@@ -262,7 +295,8 @@ class CommitTransformer(nn.Module):
         angles = None
         if self.config.rotary_positions:
             head_dim = self.config.hidden_size // self.config.num_heads
-            angles = rope_angles(tuple(tokens.shape[1:]), head_dim, self.config.rope_base, 2, tokens.device)
+            rope = divided_angles if self.config.attention_layout == "divided" else rope_angles
+            angles = rope(tuple(tokens.shape[1:]), head_dim, self.config.rope_base, 2, tokens.device)
         condition = None
         if self.config.class_input == "adaln":
             condition = self.embed.class_embedding(class_ids) + self.embed.task_embedding(task_ids)  # (B, D)

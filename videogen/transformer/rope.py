@@ -50,3 +50,15 @@ def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     cos, sin = angles.cos(), angles.sin()
     out = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
     return out.flatten(-2).to(x.dtype)
+
+
+def divided_angles(
+    grid: tuple[int, int, int], head_dim: int, base: float, prefix: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Angles for divided space-time attention: ``(prefix + H*W, head_dim // 2)`` for a latent frame after
+    the prefix (the time pairs at frame 0: one frame's positions share their time, so only their offsets
+    in space count) and ``(T, head_dim // 2)`` for a column of latent frames (height and width at 0)."""
+    frames, height, width = grid
+    space = rope_angles((1, height, width), head_dim, base, prefix, device)
+    time = rope_angles((frames, 1, 1), head_dim, base, 0, device)
+    return space, time
