@@ -8,6 +8,8 @@ own, re-measured between settings; the best is used). Prints a markdown table.
 
     python benchmarks/bench_transformer.py                      # presets S and B, 5x16x16 and 1x16x16
     python benchmarks/bench_transformer.py --preset S --grids 5x16x16 --dtypes bf16
+    ./run.sh bench transformer --preset tiny --grids 5x16x16 --dtypes fp32 --batch 4 --bits 12 \
+        --set hidden_size=128 grid_conv=3 sub_tokens=bits position=rope --layouts joint divided
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import statistics
 import time
 
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from tqdm import tqdm
 
@@ -117,6 +120,7 @@ def measure(
     train_times = timed(train_step, args.repeats, clock)
     row = {
         "preset": f"{cfg.preset} ({cfg.num_layers}/{cfg.hidden_size}/{cfg.num_heads})",
+        "layout": cfg.attention_layout,
         "tokens": f"{grid[0]}x{grid[1]}x{grid[2]} = {grid[0] * grid[1] * grid[2]}",
         "dtype": dtype,
         "attention": model.attention_backend("cpu"),
@@ -155,6 +159,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed train steps per setting")
     parser.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     parser.add_argument("--no-sample", action="store_true", help="skip the sampling measurement")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config fields for every preset, e.g. hidden_size=128 grid_conv=3 sub_tokens=bits",
+    )
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        default=["joint"],
+        choices=["joint", "divided"],
+        help="attention layouts (model.attention_layout) to measure each preset with",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
         "--clock",
@@ -172,39 +190,54 @@ def main() -> None:
     torch.manual_seed(0)
     models = {}
     gemm_shapes = [(2048, 2048, 2048)]
+    fields = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: use KEY=VALUE")
+        fields[key] = yaml.safe_load(value)
     for name in args.preset:
         overrides = {"codebook_size": 2**args.bits, "max_frames": max(g[0] for g in grids)}
         overrides.update(max_height=max(g[1] for g in grids), max_width=max(g[2] for g in grids))
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
-        models[name] = CommitTransformer.from_preset(name, **overrides)
-        dim = models[name].config.hidden_size
+        for layout in args.layouts:
+            models[name, layout] = CommitTransformer.from_preset(
+                name, **overrides, **fields, attention_layout=layout
+            )
+        dim = models[name, args.layouts[0]].config.hidden_size
         seq = args.batch * (2 + max(g[0] * g[1] * g[2] for g in grids))  # rows of the model's GEMMs
         gemm_shapes += [(seq, dim, 4 * dim), (seq, 4 * dim, dim), (seq, dim, 3 * dim)]
     clock = CLOCKS[args.clock]
     ceiling = matmul_ceiling(gemm_shapes, torch.float32, 5, clock)
-    ceiling_bf16 = matmul_ceiling(gemm_shapes[:1], torch.bfloat16, 5, clock)
+    # a bf16 GEMM of 2048^3 takes minutes on a CPU without bf16 instructions: only when bf16 is measured
+    ceiling_bf16 = (
+        matmul_ceiling(gemm_shapes[:1], torch.bfloat16, 5, clock) if "bf16" in args.dtypes else None
+    )
 
     rows = []
-    settings = [(p, g, d) for p in args.preset for g in grids for d in args.dtypes]
-    for preset, grid, dtype in tqdm(settings, desc="bench_transformer"):
-        rows.append(measure(models[preset], grid, dtype, args))
+    settings = [
+        (p, lay, g, d) for p in args.preset for lay in args.layouts for g in grids for d in args.dtypes
+    ]
+    for preset, layout, grid, dtype in tqdm(settings, desc="bench_transformer"):
+        rows.append(measure(models[preset, layout], grid, dtype, args))
         # re-measure after every setting: the ceiling is the best seen in the whole run (conservative)
         ceiling = max(ceiling, matmul_ceiling(gemm_shapes[:1], torch.float32, 3, clock))
     for row in rows:
         row["train_pct"] = 100 * row["train_gflops"] / ceiling
 
     print(
-        f"\nfp32 matmul ceiling {ceiling:.0f} GFLOP/s, bf16 {ceiling_bf16:.0f} GFLOP/s "
+        f"\nfp32 matmul ceiling {ceiling:.0f} GFLOP/s, bf16 "
+        f"{'not measured' if ceiling_bf16 is None else f'{ceiling_bf16:.0f} GFLOP/s'} "
         f"(best GEMM of {len(gemm_shapes)} shapes, measured before and between the settings); torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {args.clock} clock, batch {args.batch}, {args.bits}-bit codes "
         f"(heads {'x'.join(str(n) for n in next(iter(models.values())).config.sub_token_sizes)})\n"
     )
     print(
-        "| preset (L/D/H) | tokens | dtype | attention | train step s (median / best) | train GFLOP/s | "
+        "| preset (L/D/H) | layout | tokens | dtype | attention | train step s (median / best) | train GFLOP/s | "
         f"% of fp32 ceiling | {args.steps}-step sample s | forward passes | sample GFLOP/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         sample_cells = (
             f"{r['sample_s']:.2f} | {r['forwards']} | {r['sample_gflops']:.0f}"
@@ -212,7 +245,7 @@ def main() -> None:
             else "- | - | -"
         )
         print(
-            f"| {r['preset']} | {r['tokens']} | {r['dtype']} | {r['attention']} | "
+            f"| {r['preset']} | {r['layout']} | {r['tokens']} | {r['dtype']} | {r['attention']} | "
             f"{r['train_median']:.2f} / {r['train_best']:.2f} | {r['train_gflops']:.0f} | {r['train_pct']:.0f}% | "
             f"{sample_cells} |"
         )

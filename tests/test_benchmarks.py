@@ -283,3 +283,22 @@ def test_token_motion_scores_the_previous_frame_as_right_only_where_nothing_move
         "changed": 1.0,
         "moved": 1.0,
     }
+
+
+def test_the_transformer_speed_benchmark_measures_each_attention_layout():
+    """``bench transformer --set ... --layouts joint divided``: one row per layout, the fields applied."""
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_transformer.py"),
+        *("--preset", "tiny", "--grids", "2x4x4", "--dtypes", "fp32", "--batch", "1", "--bits", "6"),
+        *("--repeats", "1", "--no-sample", "--set", "hidden_size=32", "grid_conv=3"),
+        *("--layouts", "joint", "divided"),
+    ]
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| tiny (4/32/")]
+    assert [row.split(" | ")[1] for row in rows] == ["joint", "divided"], done.stdout
+    bad = subprocess.run(
+        [*command[:-3], "--set", "hidden_size"], env=child_env(), capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
