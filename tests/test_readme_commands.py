@@ -147,8 +147,8 @@ def write_sample_like_files(root: Path) -> None:
         write_video((sample / name), smooth_frames(20, 64, 64, seed=i), fps=8)
         rows.append({"path": name, "num_frames": 20, "fps": 8.0, "height": 64, "width": 64, "label": i})
     write_classes(sample, [f"class{i}" for i in range(NUM_CLASSES)])
-    write_manifest(sample / "val.jsonl", rows)
-    write_manifest(sample / "train.jsonl", rows)
+    for split in ("train", "val", "test"):  # the README evaluates on val.jsonl and on test.jsonl
+        write_manifest(sample / f"{split}.jsonl", rows)
 
 
 @pytest.mark.slow
