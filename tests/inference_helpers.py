@@ -37,8 +37,10 @@ def tiny_export_info(
     fps: float | None = None,
     class_dropout: float = 0.1,
     trained_from: Path | None = None,
+    sampling: dict | None = None,
 ) -> TransformerExportInfo:
-    """What a training run would record for a transformer on ``tokenizer`` (default: every task)."""
+    """What a training run would record for a transformer on ``tokenizer`` (default: every task;
+    ``sampling``: the decoding defaults, by default 12 sampled steps for every task)."""
     return TransformerExportInfo(
         tasks=tasks if tasks is not None else {name: 1.0 for name in TASKS},
         tokenizer=TokenizerIdentity.of(tokenizer, trained_from),
@@ -47,7 +49,7 @@ def tiny_export_info(
         class_dropout=class_dropout,
         condition_dropout=0.1,
         classes=[f"class{i}" for i in range(NUM_CLASSES)],
-        sampling={"steps": 12, "temperature": 1.0, "choice_temperature": 4.5},
+        sampling=sampling or {"steps": 12, "temperature": 1.0, "choice_temperature": 4.5},
     )
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from inference_helpers import (
@@ -95,11 +96,25 @@ def test_eval_transformer_writes_one_row_per_trained_task(setup, tmp_path, capsy
     for row in (images, clips):
         assert 0 <= row["accuracy"] <= row["top2_accuracy"] <= 1 and 0 < row["distinct_fraction"] <= 1
         assert row["chance"] == 1 / NUM_CLASSES and row["real_clips"] == NUM_CLASSES
+        confusion = np.array(row["confusion"])  # [requested][answer]
+        assert (confusion.sum(axis=1) == row["samples_per_class"]).all()
+        assert np.trace(confusion) == round(row["accuracy"] * row["num_samples"])
+        answers = confusion.sum(axis=0)
+        assert row["most_common_answer_share"] == answers.max() / row["num_samples"]
+        assert answers[row["most_common_answer"]] == answers.max()
     classifier = result["classifier"]
     assert classifier["num_classes"] == NUM_CLASSES and 0 <= classifier["held_out_accuracy"] <= 1
     assert len(list((out.parent / "classifier").glob("classifier-*.safetensors"))) == 1  # cached beside
     table = capsys.readouterr().out
-    for words in ("copy last frame", "linear blend", "mean colour", "edge replicate", "chance", "distinct"):
+    for words in (
+        "copy last frame",
+        "linear blend",
+        "mean colour",
+        "edge replicate",
+        "chance",
+        "distinct",
+        "most common answer",
+    ):
         assert words in table, words
     assert "frame prediction (FP)" in table and "image generation (IG)" in table
 

@@ -47,7 +47,7 @@ def exports(tmp_path_factory):
     """Two pairs: ``full`` (every task, class dropout) and ``narrow`` (frame prediction only)."""
     root = tmp_path_factory.mktemp("exports")
     return {
-        "full": export_tiny_models(root / "full"),
+        "full": export_tiny_models(root / "full", sampling={"steps": 12, "conditioned": {"steps": 1}}),
         "narrow": export_tiny_models(root / "narrow", tasks={"frame_prediction": 1.0}, class_dropout=0.0),
         "root": root,
     }
@@ -77,6 +77,7 @@ def test_transformer_export_round_trip_keeps_every_record(exports, tmp_path) -> 
     window = info.window
     assert (window.num_frames, window.height, window.width, window.fps) == (WINDOW, SIZE, SIZE, None)
     assert info.classes == [f"class{i}" for i in range(NUM_CLASSES)] and info.sampling["steps"] == 12
+    assert info.sampling["conditioned"] == {"steps": 1}
     # a loaded export saves back the same files
     model.save_pretrained(tmp_path / "again")
     assert (tmp_path / "again" / CONFIG_FILE).read_text() == (tr_dir / CONFIG_FILE).read_text()

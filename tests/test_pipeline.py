@@ -104,6 +104,38 @@ def test_sliding_windows_are_conditioned_on_the_last_output_frames(pipe, clip, m
         torch.testing.assert_close(video[:, :, :5], expected[:, :, end - 5 : end], atol=1 / 127.5, rtol=0)
 
 
+def test_the_tasks_given_part_of_the_video_decode_with_their_own_defaults(
+    clip, tmp_path, monkeypatch
+) -> None:
+    greedy = {"steps": 1, "temperature": 0.0}
+    sampling = {"steps": 3, "temperature": 1.0, "choice_temperature": 4.5, "conditioned": greedy}
+    pipe = VideoGenPipeline.from_pretrained(*export_tiny_models(tmp_path, sampling=sampling), device="cpu")
+    used: list[tuple[str, SamplingOptions]] = []
+    original = pipe.engine.sample_window
+
+    def spy(task, video, class_ids, options, *args, **kwargs):
+        used.append((task, options))
+        return original(task, video, class_ids, options, *args, **kwargs)
+
+    monkeypatch.setattr(pipe.engine, "sample_window", spy)
+
+    def decoding(call) -> list[tuple[str, int, float]]:
+        used.clear()
+        call()
+        return [(task, options.steps, options.temperature) for task, options in used]
+
+    assert decoding(lambda: pipe.predict(clip, 5, WINDOW)) == [("frame_prediction", 1, 0.0)]
+    assert decoding(lambda: pipe.interpolate(clip[0], clip[-1])) == [("interpolation", 1, 0.0)]
+    assert decoding(lambda: pipe.inpaint(clip[:WINDOW], (8, 8, 24, 24))) == [("inpaint", 1, 0.0)]
+    assert decoding(lambda: pipe.outpaint(clip[:WINDOW], "central")) == [("outpaint_central", 1, 0.0)]
+    assert decoding(lambda: pipe.generate(0, 1)) == [("image_generation", 3, 1.0)]  # generation samples
+    assert decoding(lambda: pipe.predict(clip, 5, WINDOW, steps=2)) == [("frame_prediction", 2, 0.0)]
+    assert decoding(lambda: pipe.generate(0, 1, temperature=0.5)) == [("image_generation", 3, 0.5)]
+    # an export without them decodes every task alike
+    plain = VideoGenPipeline.from_pretrained(*export_tiny_models(tmp_path / "plain"), device="cpu")
+    assert plain.sampling_options(conditioned=True) == plain.sampling_options() == SamplingOptions(steps=12)
+
+
 def test_seed_makes_outputs_reproducible(pipe, clip) -> None:
     a = pipe.predict(clip, 1, 9, seed=7, **FAST)
     b = pipe.predict(clip, 1, 9, seed=7, **FAST)

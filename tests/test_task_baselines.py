@@ -18,7 +18,7 @@ from videogen.evaluation import (
     ssim,
 )
 from videogen.evaluation.classifier import accuracy, load_or_train, train_classifier
-from videogen.evaluation.evaluate_generation import distinct_count
+from videogen.evaluation.evaluate_generation import ClassHits, distinct_count
 
 
 def ramp(frames: int, height: int = 2, width: int = 2) -> torch.Tensor:
@@ -86,6 +86,22 @@ def test_distinct_count_merges_near_copies() -> None:
     base = torch.zeros(1, 3, 1, 8, 8)
     samples = torch.cat([base, base + 1e-4, base + 0.5, base])  # two near-copies of the first
     assert distinct_count(samples) == 2
+
+
+def test_class_hits_tell_one_answer_for_everything_from_spread_answers() -> None:
+    labels = torch.arange(10).repeat(2)  # 2 samples of each of 10 classes
+    one_answer = torch.zeros(20, 10)
+    one_answer[:, 3] = 1.0  # the classifier says 3 whatever it sees
+    hits = ClassHits()
+    hits.add(one_answer, labels)
+    assert hits.rates()[0] == 0.1  # exactly chance ...
+    assert hits.most_common_answer() == (3, 1.0)  # ... from one answer
+    assert (hits.confusion[:, 3] == 2).all() and hits.confusion.sum() == 20
+    shifted = torch.nn.functional.one_hot((labels + 1) % 10, 10).float()  # always the next class: 0% right
+    spread = ClassHits()
+    spread.add(shifted, labels)
+    assert spread.rates()[0] == 0.0 and spread.most_common_answer() == (0, 0.1)
+    assert (spread.confusion == torch.roll(torch.eye(10, dtype=torch.long), 1, dims=1).numpy() * 2).all()
 
 
 def colour_frames(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

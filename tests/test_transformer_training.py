@@ -65,7 +65,12 @@ def run_config(root: Path, **changes) -> dict:
         "model": {"preset": "tiny", "hidden_size": 64, "num_layers": 2, "num_heads": 2},
         "masking": {"tasks": TASKS, "task_mode": "per_sample"},
         "evaluation": {"num_items": 8, "batch_size": 8},
-        "sampling": {"tasks": ["frame_prediction", "class_generation"], "num_videos": 2, "steps": 4},
+        "sampling": {
+            "tasks": ["frame_prediction", "class_generation"],
+            "num_videos": 2,
+            "steps": 4,
+            "conditioned": {"steps": 1, "temperature": 0.0},
+        },
         "train": {
             "max_steps": STEPS,
             "ema_decay": 0.5,
@@ -171,6 +176,7 @@ def test_export_records_what_it_was_trained_for(world):
     assert (window.num_frames, window.height, window.width, window.fps) == (FRAMES, RES, RES, 10.0)
     assert info.classes == [str(i) for i in range(10)]
     assert info.sampling["steps"] == 4 and info.sampling["choice_temperature"] == 4.5
+    assert info.sampling["conditioned"] == {"steps": 1, "temperature": 0.0}
 
 
 def test_export_loads_with_from_pretrained_and_equals_the_ema_weights(world):
@@ -348,3 +354,8 @@ def test_shipped_configs_load_and_bad_task_settings_are_refused():
         load_training_config(None, ["masking.tasks={jumping: 1}"])
     with pytest.raises(ConfigError, match="sampling.tasks"):
         load_training_config(None, ["masking.tasks={FP: 1}", "sampling.tasks=[CG]"])
+    sampling = load_training_config(None, ["sampling.conditioned={steps: 2}"]).sampling
+    assert sampling.decoding(conditioned=True) == {**sampling.decoding(conditioned=False), "steps": 2}
+    for bad in ("{seed: 1}", "{steps: 0}", "{temperature: -1}", "{stepz: 2}"):
+        with pytest.raises(ConfigError, match="sampling.conditioned"):
+            load_training_config(None, [f"sampling.conditioned={bad}"])

@@ -329,7 +329,9 @@ class TransformerExportInfo:
     builder's options it was trained with (condition frames). class_dropout / condition_dropout: the
     classifier-free-guidance dropout rates (they train the unconditional twin). tokenizer: the
     tokenizer's identity. window: the clip geometry. classes: class names (None: numbered or no
-    classes). sampling: the sampling defaults (``SamplingOptions`` fields but the seed).
+    classes). sampling: the sampling defaults (``SamplingOptions`` fields but the seed), and under
+    ``conditioned`` the ones that differ for the tasks given part of the video (prediction,
+    interpolation, inpainting, outpainting).
     """
 
     tasks: dict[str, float]
@@ -349,6 +351,9 @@ class TransformerExportInfo:
         for name in ("class_dropout", "condition_dropout"):
             check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         check("seed" not in self.sampling, "sampling", self.sampling, "holds no seed (a call's own)")
+        conditioned = self.sampling.get("conditioned", {})
+        check(isinstance(conditioned, dict), "sampling.conditioned", conditioned, "must be a mapping")
+        check("seed" not in conditioned, "sampling.conditioned", conditioned, "holds no seed (a call's own)")
 
     def to_fields(self) -> dict[str, Any]:
         return to_dict(self)

@@ -16,7 +16,8 @@ pixels are pasted back into the output; with ``False`` the output is the model's
 everywhere (MAGVIT's evaluation convention). Sampling knobs are keyword arguments, see
 :class:`~videogen.inference.sampling.SamplingOptions` (``seed``, ``steps``, ``temperature``, ``top_k``,
 ``choice_temperature``, ``guidance_scale``, ``guidance_ramp``, ``schedule``, ``keep_condition``); the
-ones not given are the export's sampling defaults.
+ones not given are the export's sampling defaults: those of generation for ``generate``, those of the
+tasks given part of the video (the export's ``sampling.conditioned`` over them) for the rest.
 
 Honest tasks: the transformer's export says which tasks it was trained on (and with which
 tokenizer); a use it never learned (say ``outpaint(mode="vertical")`` on a model trained on central
@@ -96,8 +97,11 @@ class VideoGenPipeline:
         )
         plan_fit((1, 1), (geometry.height, geometry.width), resize)  # validates the mode name
         self.engine = InferenceEngine(tokenizer.to(device), transformer.to(device), geometry, trained)
-        self.sampling_defaults = {
-            k: v for k, v in info.sampling.items() if k in SamplingOptions.__dataclass_fields__
+        fields = SamplingOptions.__dataclass_fields__
+        self.sampling_defaults = {k: v for k, v in info.sampling.items() if k in fields}
+        # what differs for the tasks given part of the video (older exports: nothing)
+        self.conditioned_defaults = {
+            k: v for k, v in info.sampling.get("conditioned", {}).items() if k in fields
         }
         self.classes = list(info.classes) if info.classes else None
         self.sources = names or ("(given)", "(given)")
@@ -183,14 +187,16 @@ class VideoGenPipeline:
         """uint8 ``(T, H, W, 3)`` -> float ``(1, 3, T, H, W)`` on the device."""
         return to_float_video(frames).unsqueeze(0).to(self.device)
 
-    def sampling_options(self, **sampling: Any) -> SamplingOptions:
-        """:class:`SamplingOptions` from keyword arguments; those not given are the export's defaults."""
-        return SamplingOptions.from_kwargs({**self.sampling_defaults, **sampling})
+    def sampling_options(self, conditioned: bool = False, **sampling: Any) -> SamplingOptions:
+        """:class:`SamplingOptions` from keyword arguments; those not given are the export's defaults, for
+        generation or (``conditioned``) for the tasks given part of the video."""
+        defaults = {**self.sampling_defaults, **(self.conditioned_defaults if conditioned else {})}
+        return SamplingOptions.from_kwargs({**defaults, **sampling})
 
-    def _options(self, sampling: dict[str, Any], output: str) -> SamplingOptions:
+    def _options(self, sampling: dict[str, Any], output: str, conditioned: bool = True) -> SamplingOptions:
         if output not in OUTPUTS:
             raise UserError(f"output {output!r} is unknown; use {' or '.join(OUTPUTS)}")
-        return self.sampling_options(**sampling)
+        return self.sampling_options(conditioned, **sampling)
 
     def _windows(
         self,
@@ -381,8 +387,9 @@ class VideoGenPipeline:
         **sampling: Any,
     ) -> np.ndarray | GenerationResult:
         """Generate ``num_frames`` frames (1 = an image) of class ``class_id`` (None = unconditional).
-        Longer than a window: continued by frame prediction on its last half window."""
-        options = self._options(sampling, output)
+        Longer than a window: continued by frame prediction on its last half window (with the options of
+        generation)."""
+        options = self._options(sampling, output, conditioned=False)
         class_ids = self.engine.class_ids(class_id, 1)
         clip = self.engine.generate(1, num_frames, class_ids, options)
         result = GenerationResult(to_uint8_frames(clip[0]), None, None, self.fps or DEFAULT_FPS)

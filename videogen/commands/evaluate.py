@@ -162,6 +162,7 @@ def run_transformer(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         options=pipe.sampling_options(**sampling_arguments(args)),
+        conditioned_options=pipe.sampling_options(conditioned=True, **sampling_arguments(args)),
         classifier=classifier,
         classifier_record=record,
         samples_per_class=args.samples_per_class,

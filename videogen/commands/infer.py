@@ -113,10 +113,17 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """``--seed``, ``--steps``, ...: each left out takes the transformer export's sampling default."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--steps", type=int, default=None, help="decoding steps per window (default: the export's, 12)"
+        "--steps",
+        type=int,
+        default=None,
+        help="decoding steps per window (default: the export's; the default runs: 1 for the tasks given "
+        "part of the video, 12 for generation)",
     )
     parser.add_argument(
-        "--temperature", type=float, default=None, help="token sampling temperature (0 = argmax)"
+        "--temperature",
+        type=float,
+        default=None,
+        help="token sampling temperature (0 = argmax; default: the export's, 0 / 1 as for --steps)",
     )
     parser.add_argument(
         "--choice-temperature", type=float, default=None, help="noise on which tokens to keep"

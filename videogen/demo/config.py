@@ -113,7 +113,7 @@ class ShowcaseConfig:
     """
 
     num_clips: int = 2
-    steps: int = 12  # decoding steps per window
+    steps: int | None = None  # decoding steps per window; None: the transformer export's defaults
     seed: int = 0
     generate: str = "per_class"  # "per_class": one image and one clip per class as well | "none"
 
@@ -125,7 +125,7 @@ class ShowcaseConfig:
             self.generate,
             "use per_class or none",
         )
-        check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        check(self.steps is None or self.steps >= 1, "steps", self.steps, "must be null or >= 1")
 
 
 @dataclass
@@ -134,13 +134,13 @@ class DemoEvalConfig:
 
     num_clips: int | None = None
     batch_size: int = 8
-    steps: int = 12
+    steps: int | None = None  # decoding steps per window; None: the transformer export's defaults
     seed: int = 0
 
     def validate(self) -> None:
         check(self.num_clips is None or self.num_clips >= 1, "num_clips", self.num_clips, "null or >= 1")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        check(self.steps is None or self.steps >= 1, "steps", self.steps, "must be null or >= 1")
 
 
 @dataclass

@@ -218,7 +218,9 @@ def showcase_stage(ctx: DemoContext) -> dict[str, Any]:
         # one window at the model's rate is all the showcase uses: (T, H, W, 3) -> (T', H, W, 3)
         keep = math.ceil(pipe.num_frames * fps / pipe.fps) if fps and pipe.fps else pipe.num_frames
         folder = ctx.out / "showcase" / f"clip_{i:02d}"
-        paths = run_showcase(pipe, frames[:keep], folder, fps=fps, steps=show.steps, seed=show.seed + i)
+        paths = run_showcase(
+            pipe, frames[:keep], folder, fps=fps, seed=show.seed + i, **given_steps(show.steps)
+        )
         info["clips"].append(
             {
                 "source": str(manifest.paths[i]),
@@ -235,13 +237,19 @@ def showcase_stage(ctx: DemoContext) -> dict[str, Any]:
     return info
 
 
-def class_samples(pipe, folder: Path, steps: int, seed: int, fps: float | None, out: Path) -> dict[str, str]:
+def given_steps(steps: int | None) -> dict[str, int]:
+    """``{"steps": steps}`` when the demo config sets them, else nothing (the export's defaults)."""
+    return {} if steps is None else {"steps": steps}
+
+
+def class_samples(
+    pipe, folder: Path, steps: int | None, seed: int, fps: float | None, out: Path
+) -> dict[str, str]:
     """One generated image (``classes.png``) and one generated clip (``classes.gif``) per class, left to right."""
     from videogen.inference.output import write_output
-    from videogen.inference.sampling import SamplingOptions
     from videogen.video_io import side_by_side, to_uint8_frames
 
-    options = SamplingOptions(seed=seed, steps=steps)
+    options = pipe.sampling_options(seed=seed, **given_steps(steps))
     ids = torch.arange(pipe.num_classes, device=pipe.device)
     images = to_uint8_frames(pipe.engine.generate(len(ids), 1, ids, options))  # (N, 1, H, W, 3)
     clips = to_uint8_frames(pipe.engine.generate(len(ids), pipe.num_frames, ids, options))  # (N, T, H, W, 3)
@@ -270,7 +278,6 @@ def evaluate_stage(ctx: DemoContext) -> dict[str, Any]:
     from videogen.atomic import write_json
     from videogen.data.manifest import read_manifest
     from videogen.evaluation.evaluate_prediction import evaluate_frame_prediction, format_prediction_table
-    from videogen.inference.sampling import SamplingOptions
 
     pipe = load_pipeline(ctx)
     ev = ctx.cfg.evaluation
@@ -280,7 +287,7 @@ def evaluate_stage(ctx: DemoContext) -> dict[str, Any]:
     for start in range(0, total, ev.batch_size):
         started = time.time()
         chunk = manifest.select(np.arange(start, min(start + ev.batch_size, total)))
-        options = SamplingOptions(seed=ev.seed + start, steps=ev.steps)
+        options = pipe.sampling_options(conditioned=True, seed=ev.seed + start, **given_steps(ev.steps))
         parts.append(
             evaluate_frame_prediction(pipe.engine, chunk, batch_size=ev.batch_size, options=options)[
                 "frame_prediction"

@@ -43,10 +43,13 @@ def distinct_count(videos: torch.Tensor, threshold_db: float = DUPLICATE_PSNR_DB
 
 
 class ClassHits:
-    """Top-1 / top-2 hit counts of the classifier."""
+    """Top-1 / top-2 hit counts of the classifier, and its confusion matrix ``confusion[label, answer]``
+    (a classifier that gives one answer to every sample scores exactly chance: the matrix tells that
+    apart from answers spread over the classes)."""
 
     def __init__(self) -> None:
         self.top1 = self.top2 = self.count = 0
+        self.confusion: np.ndarray | None = None  # (classes, classes) int64, sized by the first logits
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         labelled = labels >= 0
@@ -54,9 +57,19 @@ class ClassHits:
         self.top1 += int(topk_correct(logits, labels, 1).sum())
         self.top2 += int(topk_correct(logits, labels, 2).sum())
         self.count += int(labels.numel())
+        if self.confusion is None:
+            self.confusion = np.zeros((logits.shape[-1],) * 2, dtype=np.int64)
+        np.add.at(self.confusion, (labels.cpu().numpy(), logits.argmax(-1).cpu().numpy()), 1)
 
     def rates(self) -> tuple[float | None, float | None]:
         return (self.top1 / self.count, self.top2 / self.count) if self.count else (None, None)
+
+    def most_common_answer(self) -> tuple[int, float] | None:
+        """The class the classifier answered most often and the share of samples it got (None if none)."""
+        if not self.count:
+            return None
+        answers = self.confusion.sum(axis=0)
+        return int(answers.argmax()), float(answers.max() / self.count)
 
 
 class RealClassScores:
@@ -164,6 +177,7 @@ def generation_row(
         hits.add(classifier.clip_logits(videos), torch.full((len(videos),), k, device=videos.device))
         distinct.append(distinct_count(videos) / len(videos))
     top1, top2 = hits.rates()
+    answer, share = hits.most_common_answer()
     return {
         "name": CLASS_ROWS[row],
         "code": get_task(row).code,
@@ -174,4 +188,7 @@ def generation_row(
         "chance": 1.0 / engine.num_classes,
         "distinct_fraction": float(np.mean(distinct)),
         "duplicate_psnr_db": DUPLICATE_PSNR_DB,
+        "confusion": hits.confusion.tolist(),  # [requested class][classifier's answer] -> samples
+        "most_common_answer": answer,
+        "most_common_answer_share": share,
     }

@@ -132,6 +132,7 @@ def evaluate_transformer(
     limit: int | None = None,
     batch_size: int = 4,
     options: SamplingOptions | None = None,
+    conditioned_options: SamplingOptions | None = None,
     classifier: FrameClassifier | None = None,
     classifier_record: dict[str, Any] | None = None,
     samples_per_class: int = 10,
@@ -144,9 +145,12 @@ def evaluate_transformer(
 
     ``classifier``: for the class rows (without one they are skipped, with the reason). ``i3d``: an I3D
     TorchScript file or module: FVD of frame prediction (whole clips, against the true clips).
-    Returns ``{"transformer_eval": {...}}`` (see :func:`format_transformer_table`).
+    ``options`` decode the class rows, ``conditioned_options`` (default: ``options``) the clip rows (the
+    tasks given part of the video). Returns ``{"transformer_eval": {...}}`` (see
+    :func:`format_transformer_table`).
     """
     options = options or SamplingOptions()
+    conditioned_options = conditioned_options or options
     rows, not_trained = plan_rows(engine, rows)
     skipped: dict[str, str] = {}
     if classifier is None or classifier.num_classes != engine.num_classes:
@@ -193,7 +197,7 @@ def evaluate_transformer(
             labels = torch.as_tensor(batch["label"]).to(engine.device)
             recon = engine.reconstruct(truth)
             for row in clip_rows:
-                pred, baseline, known = _clip_row(engine, row, truth, options, c)
+                pred, baseline, known = _clip_row(engine, row, truth, conditioned_options, c)
                 region = ~known
                 paste = known.unsqueeze(1)
                 # the baseline through the tokenizer: what a model that only reproduces its filled-in
@@ -249,7 +253,8 @@ def evaluate_transformer(
                 "width": geometry.width,
                 "fps": geometry.fps,
             },
-            "sampling": dataclasses.asdict(options),
+            "sampling": dataclasses.asdict(options),  # the class rows'
+            "conditioned_sampling": dataclasses.asdict(conditioned_options),  # the clip rows'
             "trained_tasks": dict(engine.trained.weights),
             "tasks": tasks,
             "not_trained": not_trained,
@@ -267,13 +272,20 @@ def _pair(top1: float | None, top2: float | None) -> str:
     return "-" if top1 is None else f"{100 * top1:.0f}% / {100 * top2:.0f}%"
 
 
+def _decoding(options: dict[str, Any]) -> str:
+    """``"12 sampling steps at temperature 1"`` from a ``SamplingOptions`` dict."""
+    steps, temperature = options["steps"], options["temperature"]
+    return f"{steps} sampling step{'' if steps == 1 else 's'} at temperature {temperature:g}"
+
+
 def format_transformer_table(result: dict) -> str:
     """Markdown tables of :func:`evaluate_transformer`'s result: one row per task."""
     m = result["transformer_eval"]
     w = m["window"]
     lines = [
         f"transformer on {m['num_clips']} held-out clips of {w['num_frames']}x{w['height']}x{w['width']}, "
-        f"{m['sampling']['steps']} sampling steps; known pixels pasted back, scores over the generated "
+        f"{_decoding(m.get('conditioned_sampling', m['sampling']))} "
+        f"(generation: {_decoding(m['sampling'])}); known pixels pasted back, scores over the generated "
         "region only",
     ]
     clip = {k: v for k, v in m["tasks"].items() if k in CLIP_ROWS}
@@ -300,8 +312,8 @@ def format_transformer_table(result: dict) -> str:
         lines += [
             "",
             "| task | samples | requested class (top-1 / top-2) | chance | tokenizer (ceiling) "
-            "| classifier on real frames | distinct outputs |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| classifier on real frames | distinct outputs | most common answer |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in gen.values():
             lines.append(
@@ -309,7 +321,8 @@ def format_transformer_table(result: dict) -> str:
                 f"{_pair(row['accuracy'], row['top2_accuracy'])} | {100 * row['chance']:.0f}% | "
                 f"{_pair(row['tokenizer_accuracy'], row['tokenizer_top2_accuracy'])} | "
                 f"{_pair(row['real_accuracy'], row['real_top2_accuracy'])} | "
-                f"{100 * row['distinct_fraction']:.0f}% |"
+                f"{100 * row['distinct_fraction']:.0f}% | "
+                f"{row['most_common_answer']} ({100 * row['most_common_answer_share']:.0f}%) |"
             )
     notes = []
     if m["not_trained"]:
@@ -327,6 +340,8 @@ def format_transformer_table(result: dict) -> str:
         )
     if gen:
         notes.append(
-            f"distinct outputs: samples of a class not within {DUPLICATE_PSNR_DB:g} dB PSNR of an earlier one"
+            f"distinct outputs: samples of a class not within {DUPLICATE_PSNR_DB:g} dB PSNR of an earlier one; "
+            "most common answer: the class the classifier gave most often over all samples, with its share "
+            "(one class for every sample = collapse to what it sees as that class; confusion matrix in the JSON)"
         )
     return "\n".join(lines + ([""] + notes if notes else []))

@@ -213,15 +213,7 @@ def export_info(
         tokenizer=tokenizer,
         window=WindowGeometry(cfg.data.num_frames, cfg.data.resolution, cfg.data.resolution, fps),
         classes=list(train_set.classes) if train_set.classes else None,
-        sampling={
-            "steps": s.steps,
-            "schedule": s.schedule,
-            "temperature": s.temperature,
-            "top_k": s.top_k,
-            "choice_temperature": s.choice_temperature,
-            "guidance_scale": s.guidance_scale,
-            "guidance_ramp": s.guidance_ramp,
-        },
+        sampling={**s.decoding(conditioned=False), "conditioned": dict(s.conditioned)},
     )
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, default_collate
 from videogen.token_cache.reader import select_task
 from videogen.transformer.masking import task_prefix
 from videogen.transformer.sampler import sample
+from videogen.transformer.tasks import get_task
 from videogen.transformer_training.training_config import IMAGE_TASK, SamplingConfig, canonical_task
 from videogen.video_io import side_by_side, to_float_video, to_uint8_frames, write_video
 
@@ -110,13 +111,7 @@ class SampleVideos:
             cond_mask.to(device),
             task_ids.to(device),
             class_ids.to(device),
-            steps=cfg.steps,
-            schedule=cfg.schedule,
-            temperature=cfg.temperature,
-            top_k=cfg.top_k,
-            choice_temperature=cfg.choice_temperature,
-            guidance_scale=cfg.guidance_scale,
-            guidance_ramp=cfg.guidance_ramp,
+            **cfg.decoding(conditioned=get_task(task).has_condition),
             uncond_class_id=self.num_classes,
             generator=torch.Generator().manual_seed(cfg.seed),
         )

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import videogen
 from videogen.config_loader import check, from_dict, load_config
 from videogen.data.config import DataConfig
 from videogen.errors import UserError
+from videogen.inference.sampling import SamplingOptions
 from videogen.training.config import RunConfig, TrainConfig
 from videogen.transformer.config import TransformerConfig
 from videogen.transformer.mask_schedules import SCHEDULES
@@ -142,6 +143,18 @@ class EvalConfig:
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
 
 
+# SamplingOptions fields a config sets (the seed is each call's own)
+DECODING_FIELDS = (
+    "steps",
+    "schedule",
+    "temperature",
+    "top_k",
+    "choice_temperature",
+    "guidance_scale",
+    "guidance_ramp",
+)
+
+
 @dataclass
 class SamplingConfig:
     """Sample videos decoded every ``train.log.media_every_steps`` (and at the end) with the EMA weights.
@@ -159,9 +172,19 @@ class SamplingConfig:
     choice_temperature: float = 4.5  # Gumbel noise on the confidence, annealed to 0
     guidance_scale: float = 0.0  # classifier-free guidance; 0 = off
     guidance_ramp: Literal["constant", "linear"] = "constant"
+    # overrides of the fields above for the tasks given part of the video (frame prediction, interpolation,
+    # inpainting, outpainting); generation uses the fields above. {steps: 1, temperature: 0.0} = one greedy
+    # pass: the most likely code at every position at once
+    conditioned: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     fps: float = 10.0  # of the written files (data.target_fps when set)
     formats: tuple[str, ...] = ("mp4", "gif")
+
+    def decoding(self, conditioned: bool) -> dict[str, Any]:
+        """The sampler's keyword arguments (``SamplingOptions`` fields but the seed) of generation, or of
+        the tasks given part of the video (``conditioned``: with the overrides of ``self.conditioned``)."""
+        fields = {name: getattr(self, name) for name in DECODING_FIELDS}
+        return {**fields, **self.conditioned} if conditioned else fields
 
     def validate(self) -> None:
         for name in self.tasks:
@@ -175,6 +198,12 @@ class SamplingConfig:
         check(self.temperature >= 0, "temperature", self.temperature, "must be >= 0")
         check(self.top_k is None or self.top_k >= 1, "top_k", self.top_k, "use >= 1 or null")
         check(self.choice_temperature >= 0, "choice_temperature", self.choice_temperature, "must be >= 0")
+        unknown = sorted(set(self.conditioned) - set(DECODING_FIELDS))
+        check(not unknown, "conditioned", self.conditioned, f"use the fields {', '.join(DECODING_FIELDS)}")
+        try:
+            SamplingOptions.from_kwargs(self.decoding(conditioned=True))
+        except UserError as e:
+            check(False, "conditioned", self.conditioned, str(e))
         check(self.fps > 0, "fps", self.fps, "must be > 0")
         check(all(f in ("mp4", "gif") for f in self.formats), "formats", self.formats, "use mp4 and/or gif")
 
